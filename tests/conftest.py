@@ -1,0 +1,49 @@
+"""Shared fixtures: one session-scoped local Ray cluster, isolated HOME.
+
+Tests must leave nothing in the user's home: HOME points at a temporary folder
+before Ray or MLflow is imported by any test, and Ray's token auth is off for
+the throwaway local cluster (it would otherwise write ~/.ray/auth_token).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="vidgen-test-home-")
+os.environ["HOME"] = _HOME
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster shared by every test that asks for it."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synth_videos(tmp_path_factory) -> Path:
+    """A small labelled moving-shapes data set, generated once per session."""
+    from vidgen_core.config import SynthConfig
+    from vidgen_core.video.synth import generate_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    generate_dataset(SynthConfig(videos_per_class=2, width=48, height=40, seed=1), out)
+    return out

@@ -1,0 +1,238 @@
+"""Typed, validated configuration: one small object per component.
+
+A run is one complete :class:`PipelineConfig`. YAML recipes and ``--set a.b=c``
+overrides are validated here, before anything runs: an unknown key or a bad
+value raises :class:`ConfigError` with one line naming the key and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A user-caused configuration problem; its message is one line."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors (a typo must never be silently ignored); objects are
+    # immutable so a config can be hashed into a fingerprint and shared safely.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SynthConfig(_Section):
+    """Generated moving-shapes videos: the embedded default's data set."""
+
+    classes: list[Literal["circle", "square", "triangle", "cross"]] = ["circle", "square", "triangle"]
+    videos_per_class: int = Field(6, ge=1, le=10_000)
+    width: int = Field(64, ge=16, le=1920)
+    height: int = Field(64, ge=16, le=1080)
+    fps_choices: list[float] = Field(default_factory=lambda: [12.0, 15.0, 24.0], min_length=1)
+    min_duration_s: float = Field(1.5, gt=0)
+    max_duration_s: float = Field(3.0, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _durations(self) -> "SynthConfig":
+        if self.max_duration_s < self.min_duration_s:
+            raise ValueError("max_duration_s must be >= min_duration_s")
+        if any(f <= 0 or f > 120 for f in self.fps_choices):
+            raise ValueError("fps_choices must lie in (0, 120]")
+        return self
+
+
+class DataConfig(_Section):
+    """Where the videos come from. ``source: null`` means: generate them (synth)."""
+
+    source: str | None = None  # local dir, file:// , s3:// or gs:// URI
+    extensions: list[str] = Field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi"])
+
+
+class IngestConfig(_Section):
+    """Clip planning and preprocessing. Frames are resized to ``size``×``size``."""
+
+    clip_len: int = Field(8, ge=1, le=1024)  # T: frames per clip (after frame_step)
+    frame_step: int = Field(1, ge=1, le=1000)  # keep every k-th source frame
+    clip_stride: int | None = Field(None, ge=1)  # sampled frames between clip starts; None = clip_len
+    max_clips_per_video: int | None = Field(None, ge=1)
+    size: int = Field(32, ge=8, le=1024)  # output H = W (short-side resize + center crop)
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+    test_fraction: float = Field(0.15, ge=0, lt=1)
+    rows_per_shard: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "IngestConfig":
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be < 1")
+        return self
+
+    @property
+    def stride(self) -> int:
+        return self.clip_stride or self.clip_len
+
+
+class VAEConfig(_Section):
+    """3D-conv KL VAE. Latent shape: (latent_channels, T/t_down, H/s_down, W/s_down)."""
+
+    base_channels: int = Field(16, ge=4, le=1024)
+    channel_mult: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
+    latent_channels: int = Field(4, ge=1, le=64)
+    temporal_downsample: int = Field(2, ge=1)  # must be a power of 2
+    spatial_downsample: int = Field(4, ge=1)  # must be a power of 2
+
+    @model_validator(mode="after")
+    def _powers(self) -> "VAEConfig":
+        for name in ("temporal_downsample", "spatial_downsample"):
+            v = getattr(self, name)
+            if v & (v - 1):
+                raise ValueError(f"{name} must be a power of 2, got {v}")
+        return self
+
+
+class GANConfig(_Section):
+    """Latent GAN: generator maps noise (and class) to VAE latents; frozen VAE decodes."""
+
+    space: Literal["latent"] = "latent"
+    noise_dim: int = Field(64, ge=1, le=4096)
+    base_channels: int = Field(32, ge=4, le=1024)
+    conditional: bool = True
+
+
+class TrainConfig(_Section):
+    """One training step's settings (shared by train_vae and train_gan)."""
+
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(8, ge=1)  # per worker
+    lr: float = Field(1e-3, gt=0)
+    lr_d: float | None = Field(None, gt=0)  # discriminator LR (GAN); None = lr
+    kl_weight: float = Field(1e-4, ge=0)
+    num_workers: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)  # fractional: Ray Data needs CPUs too
+    use_gpu: bool = False
+    checkpoint_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    seed: int = 0
+
+
+class EvalConfig(_Section):
+    max_test_clips: int = Field(256, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class RegisterConfig(_Section):
+    model_prefix: str = Field("vidgen", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    min_psnr_gain_db: float = 0.0  # gate: VAE PSNR must beat the mean-frame baseline by this
+
+
+class RayConfig(_Section):
+    address: str | None = None  # None: local (embedded) Ray; "auto" or ray:// for a cluster
+    num_cpus: int | None = Field(None, ge=1)  # only for a local cluster
+
+
+class TrackingConfig(_Section):
+    uri: str | None = None  # None: MLFLOW_TRACKING_URI, else SQLite under the workdir
+    experiment: str = "vidgen"
+
+
+class PipelineConfig(_Section):
+    """A complete run: every component's config."""
+
+    synth: SynthConfig = SynthConfig()
+    data: DataConfig = DataConfig()
+    ingest: IngestConfig = IngestConfig()
+    vae: VAEConfig = VAEConfig()
+    train_vae: TrainConfig = TrainConfig()
+    gan: GANConfig = GANConfig()
+    train_gan: TrainConfig = TrainConfig(lr=2e-4)
+    eval: EvalConfig = EvalConfig()
+    register: RegisterConfig = RegisterConfig()
+    ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+def fingerprint(obj: Any) -> str:
+    """Stable short hash of a JSON-able object or a pydantic model."""
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json")
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _one_line(err: ValidationError) -> str:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"]) or "<root>"
+    if e["type"] == "extra_forbidden":
+        return f"unknown config key '{key}'"
+    return f"bad config value for '{key}': {e['msg']}"
+
+
+def _parse_value(text: str) -> Any:
+    # YAML scalars: "3" -> 3, "1e-3" -> 0.001, "true" -> True, "null" -> None, "[1,2]" -> list.
+    value = yaml.safe_load(text) if text.strip() else text
+    if isinstance(value, str) and text.strip():
+        try:  # YAML 1.1 reads "1e-3" as a string; accept it as a float
+            return float(text)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides to a raw config dict (values parsed as YAML)."""
+    raw = json.loads(json.dumps(raw))  # deep copy
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"bad --set '{item}': expected KEY=VALUE, e.g. train_vae.steps=100")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"bad --set key '{key}': expected dotted path like train_vae.steps")
+        node = raw
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"bad --set key '{key}': '{p}' is not a section")
+            node = child
+        node[parts[-1]] = _parse_value(text)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read a YAML recipe (or the defaults), apply overrides, validate.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, unknown key or bad value (one line).
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file '{p}': {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file '{p}' is not valid YAML{where}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file '{p}' must hold a mapping of sections, got {type(loaded).__name__}")
+        raw = loaded or {}
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def config_dict(cfg: BaseModel) -> dict[str, Any]:
+    """JSON-able dict of a config object (for Ray task args and MLflow params)."""
+    return cfg.model_dump(mode="json")
