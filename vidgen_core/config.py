@@ -152,7 +152,7 @@ class PipelineConfig(_Section):
     gan: GANConfig = GANConfig()
     train_gan: TrainConfig = TrainConfig(lr=2e-4)
     eval: EvalConfig = EvalConfig()
-    register: RegisterConfig = RegisterConfig()
+    registry: RegisterConfig = RegisterConfig()
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()
 
