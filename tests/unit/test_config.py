@@ -1,0 +1,62 @@
+"""Config validation: unknown keys and bad values fail early with one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vidgen_core.config import ConfigError, PipelineConfig, fingerprint, load_config
+
+RECIPES = Path(__file__).resolve().parents[2] / "workflows" / "configs"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_shipped_recipes_validate(recipe: str) -> None:
+    assert isinstance(load_config(RECIPES / recipe), PipelineConfig)
+
+
+def test_overrides_are_typed() -> None:
+    cfg = load_config(None, ["train_vae.steps=7", "train_vae.lr=1e-3", "train_vae.use_gpu=true", "vae.channel_mult=[1,2,4]"])
+    assert cfg.train_vae.steps == 7
+    assert cfg.train_vae.lr == pytest.approx(1e-3)
+    assert cfg.train_vae.use_gpu is True
+    assert cfg.vae.channel_mult == [1, 2, 4]
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train_vae.stepz=3", "unknown config key 'train_vae.stepz'"),
+        ("nosuch.x=1", "unknown config key 'nosuch'"),
+        ("train_vae.steps=-1", "bad config value for 'train_vae.steps'"),
+        ("train_vae.steps=abc", "bad config value for 'train_vae.steps'"),
+        ("vae.spatial_downsample=3", "power of 2"),
+        ("ingest.test_fraction=0.9", "val_fraction + test_fraction"),
+        ("train_vae.steps", "expected KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_fail_with_one_line(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train_vae: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(scalar)
+
+
+def test_fingerprint_is_stable_and_sensitive() -> None:
+    a, b = load_config(None, []), load_config(None, [])
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(a) != fingerprint(load_config(None, ["train_gan.steps=5"]))

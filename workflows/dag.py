@@ -1,0 +1,86 @@
+"""The pipeline as a DAG of steps, and the fingerprints that decide reuse.
+
+A step's fingerprint = hash(step name, the config sections it reads, its
+upstream steps' fingerprints, code version). Two runs of a step with the same
+fingerprint compute the same thing, so a FINISHED run is reused; a change
+upstream changes every fingerprint downstream of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from vidgen_core.config import PipelineConfig, fingerprint
+
+from workflows import steps
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the DAG.
+
+    Attributes:
+        name: unique step name (also the MLflow child run name).
+        fn: ``run(cfg, inputs, ctx) -> outputs`` (outputs JSON-able).
+        deps: names of steps whose outputs this step reads.
+        config_keys: PipelineConfig sections that change what this step computes.
+        num_cpus: CPUs the step's own Ray task holds. Driver-style steps that
+            start Ray Data or Ray Train work of their own ask for 0, or they
+            would starve the work they start on a small machine.
+    """
+
+    name: str
+    fn: Callable[..., dict[str, Any]]
+    deps: tuple[str, ...]
+    config_keys: tuple[str, ...]
+    num_cpus: float
+
+
+PIPELINE: tuple[Step, ...] = (
+    Step("synth", steps.synth, (), ("synth", "data"), 1),
+    Step("ingest", steps.ingest, ("synth",), ("ingest", "data"), 0),
+    Step("train_vae", steps.train_vae, ("ingest",), ("vae", "train_vae"), 0),
+    Step("train_gan", steps.train_gan, ("ingest", "train_vae"), ("gan", "train_gan"), 0),
+    Step("evaluate", steps.evaluate, ("ingest", "train_vae"), ("eval",), 1),
+    Step("register", steps.register, ("ingest", "train_vae", "train_gan", "evaluate"), ("registry",), 0),
+)
+
+STEP_NAMES: tuple[str, ...] = tuple(s.name for s in PIPELINE)
+
+
+def code_version() -> str:
+    """Hash of the package sources: editing the code invalidates cached steps."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for pkg in ("vidgen_core", "workflows"):
+        for path in sorted((root / pkg).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def step_fingerprints(cfg: PipelineConfig, code: str) -> dict[str, str]:
+    """Fingerprint of every step, in topological order."""
+    out: dict[str, str] = {}
+    for step in PIPELINE:
+        out[step.name] = fingerprint(
+            {
+                "step": step.name,
+                "config": {k: getattr(cfg, k).model_dump(mode="json") for k in step.config_keys},
+                "upstream": [out[d] for d in step.deps],
+                "code": code,
+            }
+        )
+    return out
+
+
+def downstream_of(names: list[str]) -> set[str]:
+    """The named steps and every step that depends on them, directly or not."""
+    hit = set(names)
+    for step in PIPELINE:  # topological order: one pass suffices
+        if any(d in hit for d in step.deps):
+            hit.add(step.name)
+    return hit

@@ -1,0 +1,34 @@
+"""The closing summary of `vidgen run`: where to look and what came out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from workflows.executor import PipelineResult
+
+
+def print_summary(result: PipelineResult, workdir: Path) -> None:
+    """Print steps (ran/reused, time), headline metrics, registered versions, how to look."""
+    echo = click.echo
+    echo("")
+    echo(f"vidgen run finished in {result.duration_s:.0f}s · pipeline run {result.pipeline_run_id}")
+    for rec in result.steps.values():
+        how = "reused" if rec.reused else f"ran {rec.duration_s:6.1f}s"
+        echo(f"  {rec.name:<10} {how:<12} run {rec.run_id}")
+    ev = result.outputs("evaluate")
+    echo(
+        f"VAE test PSNR {ev['vae_psnr']:.2f} dB, SSIM {ev['vae_ssim']:.3f} "
+        f"(mean-frame baseline {ev['baseline_psnr']:.2f} dB, {ev['baseline_ssim']:.3f}) on {ev['num_test_clips']} clips"
+    )
+    reg = result.outputs("register")
+    for kind in ("vae", "gan"):
+        r = reg[kind]
+        alias = " @candidate" if reg["gate_passed"] else ""
+        echo(f"registered {r['name']} version {r['version']}{alias}  ({r['model_uri']})")
+    echo(f"decision: {reg['decision']}")
+    echo(f"tracking URI: {result.tracking_uri}")
+    if result.tracking_uri.startswith("sqlite:"):
+        echo(f"look at it:   mlflow ui --backend-store-uri {result.tracking_uri} --port 5000   (then open http://127.0.0.1:5000)")
+    echo(f"work dir:     {workdir}")

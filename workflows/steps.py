@@ -1,0 +1,194 @@
+"""Step definitions: thin calls into vidgen_core, one function per step.
+
+Each step is ``run(cfg, inputs, ctx) -> outputs``: ``inputs`` maps upstream
+step names to their outputs, outputs are JSON-able (paths, counts, metrics).
+Steps run inside Ray tasks; they log to their own MLflow child run through an
+explicit client (``ctx.run_id``), never through global MLflow state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidgen_core.config import PipelineConfig
+from vidgen_core.errors import UserError
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step knows about where it runs.
+
+    Attributes:
+        name: step name.
+        workdir: absolute work directory of the pipeline.
+        out_dir: absolute directory owned by this step and fingerprint.
+        tracking_uri: MLflow tracking URI (absolute).
+        run_id: this step's MLflow child run.
+        pipeline_run_id: the parent MLflow run.
+        fingerprint: this step's fingerprint.
+        upstream_fingerprints: fingerprints of the steps it depends on.
+    """
+
+    name: str
+    workdir: str
+    out_dir: str
+    tracking_uri: str
+    run_id: str
+    pipeline_run_id: str
+    fingerprint: str
+    upstream_fingerprints: dict[str, str]
+
+    def client(self):  # -> mlflow.MlflowClient, imported lazily (MLflow is an edge adapter)
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.tracking_uri)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        from vidgen_core.tracking.artifacts import log_metrics
+
+        log_metrics(self.client(), self.run_id, metrics)
+
+
+def synth(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Generate the moving-shapes videos, or pass a user-given source through."""
+    if cfg.data.source:
+        source = cfg.data.source
+        if "://" not in source and not Path(source).exists():
+            raise UserError(f"data.source '{source}' does not exist; point it at a folder of videos")
+        return {"source": source, "generated": False}
+    from vidgen_core.video.synth import generate_dataset
+
+    videos = generate_dataset(cfg.synth, os.path.join(ctx.out_dir, "videos"))
+    ctx.log_metrics({"num_videos": len(videos), "num_frames": sum(v.num_frames for v in videos)})
+    return {"source": os.path.join(ctx.out_dir, "videos"), "generated": True, "num_videos": len(videos)}
+
+
+def ingest(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Decode videos into Parquet clip shards with Ray Data."""
+    from vidgen_core.data.ingest import run_ingest
+
+    shard_dir = os.path.join(ctx.out_dir, "shards")
+    manifest = run_ingest(inputs["synth"]["source"], shard_dir, cfg.ingest, cfg.data)
+    client = ctx.client()
+    client.log_artifact(ctx.run_id, os.path.join(shard_dir, "manifest.json"))
+    client.log_artifact(ctx.run_id, os.path.join(shard_dir, "errors.parquet"))
+    counts = {f"clips_{split}": n for split, n in manifest["clips_per_split"].items()}
+    ctx.log_metrics(
+        {
+            "num_inputs": manifest["num_inputs"],
+            "num_clips": manifest["num_clips"],
+            "num_files_with_errors": manifest["num_files_with_errors"],
+            **counts,
+        }
+    )
+    return {
+        "shard_dir": shard_dir,
+        "manifest_fingerprint": manifest["fingerprint"],
+        "num_clips": manifest["num_clips"],
+        "clips_per_split": manifest["clips_per_split"],
+        "num_files_with_errors": manifest["num_files_with_errors"],
+    }
+
+
+def _storage(ctx: StepContext) -> str:
+    return os.path.join(ctx.workdir, "ray_results")
+
+
+def train_vae(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Train the video VAE with Ray Train; checkpoints resume under the same fingerprint."""
+    from vidgen_core.train.ray_train import train_vae_ray
+
+    result = train_vae_ray(
+        cfg,
+        shard_dir=inputs["ingest"]["shard_dir"],
+        out_dir=os.path.join(ctx.out_dir, "model"),
+        storage_path=_storage(ctx),
+        run_name=f"train_vae-{ctx.fingerprint}",
+        tracking_uri=ctx.tracking_uri,
+        mlflow_run_id=ctx.run_id,
+    )
+    return {**result, "mlflow_run_id": ctx.run_id}
+
+
+def train_gan(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Train the latent GAN on the frozen VAE with Ray Train."""
+    from vidgen_core.train.ray_train import train_gan_ray
+
+    result = train_gan_ray(
+        cfg,
+        shard_dir=inputs["ingest"]["shard_dir"],
+        vae_dir=inputs["train_vae"]["model_dir"],
+        out_dir=os.path.join(ctx.out_dir, "model"),
+        storage_path=_storage(ctx),
+        run_name=f"train_gan-{ctx.fingerprint}",
+        tracking_uri=ctx.tracking_uri,
+        mlflow_run_id=ctx.run_id,
+    )
+    return {**result, "mlflow_run_id": ctx.run_id}
+
+
+def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """PSNR/SSIM of the VAE on the test split against the mean-frame baseline."""
+    from vidgen_core.eval.evaluate import evaluate_vae
+
+    metrics = evaluate_vae(inputs["train_vae"]["model_dir"], inputs["ingest"]["shard_dir"], cfg.eval)
+    ctx.log_metrics(metrics)
+    from vidgen_core.tracking.artifacts import log_json
+
+    log_json(ctx.client(), ctx.run_id, metrics, "eval_report.json")
+    return metrics
+
+
+def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Register both models; move ``candidate`` only when the VAE passes its gate."""
+    from vidgen_core.config import fingerprint
+    from vidgen_core.tracking.registry import register_model
+
+    metrics = inputs["evaluate"]
+    gain = metrics["vae_psnr"] - metrics["baseline_psnr"]
+    passed = gain >= cfg.registry.min_psnr_gain_db
+    tags = {
+        "data_manifest_fingerprint": inputs["ingest"]["manifest_fingerprint"],
+        "config_hash": fingerprint(cfg),
+        "pipeline_run_id": ctx.pipeline_run_id,
+        "git_commit": _git_commit(),
+        "vae_psnr": f"{metrics['vae_psnr']:.4f}",
+        "vae_ssim": f"{metrics['vae_ssim']:.4f}",
+        "baseline_psnr": f"{metrics['baseline_psnr']:.4f}",
+        "gate_passed": str(passed).lower(),
+    }
+    prefix = cfg.registry.model_prefix
+    vae = register_model(
+        "vae", inputs["train_vae"]["model_dir"], f"{prefix}-vae",
+        {**tags, "train_run_id": inputs["train_vae"].get("mlflow_run_id", "")},
+        run_id=ctx.run_id, set_candidate=passed,
+    )
+    gan = register_model(
+        "gan", inputs["train_gan"]["model_dir"], f"{prefix}-gan",
+        {**tags, "vae_model_version": str(vae["version"])},
+        run_id=ctx.run_id, vae_dir=inputs["train_vae"]["model_dir"], set_candidate=passed,
+    )
+    decision = (
+        f"candidate set: VAE PSNR {metrics['vae_psnr']:.2f} dB beats the mean-frame baseline "
+        f"{metrics['baseline_psnr']:.2f} dB by {gain:.2f} dB (gate {cfg.registry.min_psnr_gain_db} dB)"
+        if passed
+        else f"candidate NOT moved: VAE PSNR gain {gain:.2f} dB is below the gate {cfg.registry.min_psnr_gain_db} dB"
+    )
+    ctx.client().set_tag(ctx.run_id, "vidgen.decision", decision)
+    return {"vae": vae, "gan": gan, "gate_passed": passed, "decision": decision}
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
