@@ -109,7 +109,11 @@ def run_pipeline(
     from mlflow.entities import Param
     from ray.exceptions import RayTaskError
 
-    from vidgen_core.tracking.mlflow_setup import get_or_create_experiment, resolve_tracking_uri
+    from vidgen_core.tracking.mlflow_setup import (
+        default_artifact_location,
+        get_or_create_experiment,
+        resolve_tracking_uri,
+    )
 
     unknown = [s for s in force or [] if s not in STEP_NAMES]
     if unknown:
@@ -119,7 +123,9 @@ def run_pipeline(
     t0 = time.time()
     tracking_uri = resolve_tracking_uri(cfg.tracking.uri, str(workdir))
     client = mlflow.MlflowClient(tracking_uri)
-    experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, (workdir / "mlartifacts").as_uri())
+    experiment_id = get_or_create_experiment(
+        client, cfg.tracking.experiment, default_artifact_location(tracking_uri, str(workdir))
+    )
     fps = step_fingerprints(cfg, code_version())
 
     parent = client.create_run(

@@ -164,12 +164,13 @@ def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
     vae = register_model(
         "vae", inputs["train_vae"]["model_dir"], f"{prefix}-vae",
         {**tags, "train_run_id": inputs["train_vae"].get("mlflow_run_id", "")},
-        run_id=ctx.run_id, set_candidate=passed,
+        run_id=ctx.run_id, set_candidate=passed, tracking_uri=ctx.tracking_uri,
     )
     gan = register_model(
         "gan", inputs["train_gan"]["model_dir"], f"{prefix}-gan",
         {**tags, "vae_model_version": str(vae["version"])},
         run_id=ctx.run_id, vae_dir=inputs["train_vae"]["model_dir"], set_candidate=passed,
+        tracking_uri=ctx.tracking_uri,
     )
     decision = (
         f"candidate set: VAE PSNR {metrics['vae_psnr']:.2f} dB beats the mean-frame baseline "
