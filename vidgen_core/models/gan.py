@@ -1,0 +1,127 @@
+"""Latent GAN: a generator of VAE latents and a discriminator on latents.
+
+The GAN never sees pixels. Real samples are the frozen VAE encoder's posterior
+means, multiplied by ``latent_scale`` (1 / their std, measured once per run) so
+the generator targets roughly unit-variance latents; to decode a generated
+latent, divide by ``latent_scale`` and call ``VideoVAE.decode``
+(:meth:`LatentGenerator.vae_latents` does the division).
+
+Shapes: noise (B, noise_dim), labels (B,) int64, latents (B, C, T', H', W') with
+``latent_shape = (C, T', H', W')``. Imports torch only; the config is any object
+with GANConfig's attributes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from vidgen_core.models.blocks import ResnetBlock3D, Upsample3D, conv3d, group_norm
+
+if TYPE_CHECKING:
+    from vidgen_core.config import GANConfig
+
+
+def _can_halve(h: int, w: int) -> bool:
+    # Halve the spatial grid only where it stays at least 2×2 and divides evenly.
+    return h % 2 == 0 and w % 2 == 0 and min(h, w) >= 4
+
+
+def _check_latent_shape(latent_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    if len(latent_shape) != 4 or min(latent_shape) < 1:
+        raise ValueError(f"latent_shape must be (C, T, H, W) of positive ints, got {latent_shape}")
+    c, t, h, w = (int(v) for v in latent_shape)
+    return c, t, h, w
+
+
+class LatentGenerator(nn.Module):
+    """noise (B, noise_dim) [+ labels (B,)] -> latents (B, C, T', H', W') in the scaled latent space.
+
+    A linear layer maps the input to a coarse grid (half the latent's spatial size
+    where possible), then residual 3D-conv blocks refine and upsample it.
+    Class conditioning concatenates a learned label embedding to the noise.
+    """
+
+    def __init__(self, cfg: GANConfig, latent_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        c, t, h, w = _check_latent_shape(latent_shape)
+        self.latent_shape = (c, t, h, w)
+        self.noise_dim = cfg.noise_dim
+        self.num_classes = num_classes
+        self.conditional = bool(cfg.conditional) and num_classes > 0
+        # Multiply VAE latents by this to reach the generator's space. A buffer, so it
+        # travels with the weights (checkpoints, safetensors) and DDP keeps it in sync.
+        self.register_buffer("latent_scale", torch.ones(()))
+
+        ch = 2 * cfg.base_channels
+        self.upsample = _can_halve(h, w)
+        self.grid = (t, h // 2, w // 2) if self.upsample else (t, h, w)
+        in_dim = cfg.noise_dim * (2 if self.conditional else 1)
+        self.embed = nn.Embedding(num_classes, cfg.noise_dim) if self.conditional else None
+        self.fc = nn.Linear(in_dim, ch * self.grid[0] * self.grid[1] * self.grid[2])
+        self.block1 = ResnetBlock3D(ch, ch)
+        self.up = Upsample3D(ch, temporal=False, spatial=True) if self.upsample else nn.Identity()
+        self.block2 = ResnetBlock3D(ch, cfg.base_channels)
+        self.norm_out = group_norm(cfg.base_channels)
+        self.conv_out = conv3d(cfg.base_channels, c)
+
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """noise (B, noise_dim), labels (B,) or None -> latents (B, C, T', H', W') (scaled space)."""
+        if noise.dim() != 2 or noise.shape[1] != self.noise_dim:
+            raise ValueError(f"expected noise (B, {self.noise_dim}), got shape {tuple(noise.shape)}")
+        h = noise
+        if self.conditional:
+            if labels is None:
+                raise ValueError("this generator is class-conditional: pass labels (B,) in [0, num_classes)")
+            h = torch.cat([noise, self.embed(labels)], dim=1)
+        h = self.fc(h).view(noise.shape[0], -1, *self.grid)
+        h = self.block2(self.up(self.block1(h)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+    @torch.no_grad()
+    def vae_latents(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Generated latents in the VAE's own scale, ready for ``VideoVAE.decode``: (B, C, T', H', W')."""
+        return self(noise, labels) / self.latent_scale
+
+
+class LatentDiscriminator(nn.Module):
+    """latents (B, C, T', H', W') [+ labels (B,)] -> logits (B,).
+
+    Spectral norm on every layer bounds the discriminator's Lipschitz constant,
+    the standard stabiliser for hinge-loss GANs. Class conditioning is the
+    projection discriminator (Miyato & Koyama 2018): logit += <embed(y), features>.
+    """
+
+    def __init__(self, cfg: GANConfig, latent_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        c, _, h, w = _check_latent_shape(latent_shape)
+        self.latent_shape = _check_latent_shape(latent_shape)
+        self.num_classes = num_classes
+        self.conditional = bool(cfg.conditional) and num_classes > 0
+        ch = cfg.base_channels
+        stride = (1, 2, 2) if _can_halve(h, w) else (1, 1, 1)
+        self.conv1 = spectral_norm(conv3d(c, ch))
+        self.conv2 = spectral_norm(conv3d(ch, 2 * ch, stride=stride))
+        self.conv3 = spectral_norm(conv3d(2 * ch, 2 * ch))
+        self.linear = spectral_norm(nn.Linear(2 * ch, 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, 2 * ch)) if self.conditional else None
+
+    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """latents (B, C, T', H', W'), labels (B,) or None -> logits (B,)."""
+        if latents.dim() != 5 or tuple(latents.shape[1:]) != self.latent_shape:
+            raise ValueError(f"expected latents (B, {', '.join(map(str, self.latent_shape))}), got {tuple(latents.shape)}")
+        h = F.leaky_relu(self.conv1(latents), 0.2)
+        h = F.leaky_relu(self.conv2(h), 0.2)
+        h = F.leaky_relu(self.conv3(h), 0.2)
+        # Sum-pool (not mean) as in SNGAN/BigGAN: more evidence -> larger logits.
+        feat = h.sum(dim=(2, 3, 4))  # (B, 2·ch)
+        logits = self.linear(feat).squeeze(1)
+        if self.conditional:
+            if labels is None:
+                raise ValueError("this discriminator is class-conditional: pass labels (B,) in [0, num_classes)")
+            logits = logits + (self.embed(labels) * feat).sum(dim=1)
+        return logits

@@ -1,0 +1,200 @@
+"""A small 3D-convolution KL VAE for video clips (diffusers ``AutoencoderKL`` in 3D).
+
+    x (B, 3, T, H, W) in [-1, 1]
+      -> Encoder -> DiagonalGaussian over z (B, Cz, T/t, H/s, W/s)
+      -> Decoder -> recon (B, 3, T, H, W)
+
+``t`` and ``s`` are ``VAEConfig.temporal_downsample`` / ``spatial_downsample``
+(powers of 2). The encoder has ``log2(max(t, s))`` down stages; stage ``i`` halves
+time only while ``i < log2(t)`` and space only while ``i < log2(s)``, so a
+temporal factor smaller than the spatial one compresses time early, at full
+resolution, where it saves the most compute. The decoder mirrors it.
+
+This file imports torch/numpy only; the config is any object with VAEConfig's
+attributes (``vidgen_core.config.VAEConfig`` or a namespace rebuilt from JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidgen_core.models.blocks import Downsample3D, ResnetBlock3D, Upsample3D, conv3d, group_norm
+
+if TYPE_CHECKING:
+    from vidgen_core.config import VAEConfig
+
+# exp(20) is already huge and exp(-30) underflows float16: beyond these the KL and
+# the sample are numerically meaningless, so the encoder's logvar is clamped.
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+
+
+@dataclass
+class DiagonalGaussian:
+    """A diagonal Gaussian posterior q(z | x); ``mean`` and ``logvar`` are (B, Cz, T', H', W')."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    def __post_init__(self) -> None:
+        self.logvar = self.logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return torch.exp(0.5 * self.logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised sample ``mean + std * eps`` (B, Cz, T', H', W'); differentiable."""
+        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * eps
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, I)) per sample, averaged over latent elements: (B,).
+
+        Averaging (not summing) over elements keeps ``kl_weight`` independent of the
+        latent size, matching the per-pixel mean of the L1 reconstruction term.
+        """
+        kl = 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
+        return kl.flatten(1).mean(dim=1)
+
+
+@dataclass
+class VAEOutput:
+    """``recon`` (B, 3, T, H, W) and the ``posterior`` it was decoded from."""
+
+    recon: torch.Tensor
+    posterior: DiagonalGaussian
+
+
+def _log2_exact(value: int, name: str) -> int:
+    if value < 1 or value & (value - 1):
+        raise ValueError(f"{name} must be a power of 2, got {value}")
+    return value.bit_length() - 1
+
+
+def _stage_channels(cfg: VAEConfig, num_stages: int) -> list[int]:
+    # Stage i uses channel_mult[i]; a shorter list repeats its last entry.
+    mult = list(cfg.channel_mult)
+    return [cfg.base_channels * mult[min(i, len(mult) - 1)] for i in range(num_stages)]
+
+
+class Encoder(nn.Module):
+    """(B, 3, T, H, W) -> (B, 2·Cz, T/t, H/s, W/s): mean and log-variance stacked on channels."""
+
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        n_t = _log2_exact(cfg.temporal_downsample, "temporal_downsample")
+        n_s = _log2_exact(cfg.spatial_downsample, "spatial_downsample")
+        n_down = max(n_t, n_s)
+        chans = _stage_channels(cfg, max(n_down, 1))
+        mid = cfg.base_channels * cfg.channel_mult[-1]
+
+        self.conv_in = conv3d(3, chans[0])
+        stages: list[nn.Module] = []
+        prev = chans[0]
+        for i in range(n_down):
+            stages.append(nn.Sequential(ResnetBlock3D(prev, chans[i]), Downsample3D(chans[i], i < n_t, i < n_s)))
+            prev = chans[i]
+        self.down = nn.Sequential(*stages)
+        self.mid = ResnetBlock3D(prev, mid)
+        self.norm_out = group_norm(mid)
+        self.conv_out = conv3d(mid, 2 * cfg.latent_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.down(self.conv_in(x)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    """(B, Cz, T/t, H/s, W/s) -> (B, 3, T, H, W); unbounded output (targets lie in [-1, 1])."""
+
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        n_t = _log2_exact(cfg.temporal_downsample, "temporal_downsample")
+        n_s = _log2_exact(cfg.spatial_downsample, "spatial_downsample")
+        n_down = max(n_t, n_s)
+        chans = _stage_channels(cfg, max(n_down, 1))
+        mid = cfg.base_channels * cfg.channel_mult[-1]
+
+        self.conv_in = conv3d(cfg.latent_channels, mid)
+        self.mid = ResnetBlock3D(mid, mid)
+        stages: list[nn.Module] = []
+        prev = mid
+        for i in reversed(range(n_down)):  # mirror of the encoder: deepest stage first
+            stages.append(nn.Sequential(ResnetBlock3D(prev, chans[i]), Upsample3D(chans[i], i < n_t, i < n_s)))
+            prev = chans[i]
+        self.up = nn.Sequential(*stages)
+        self.norm_out = group_norm(prev)
+        self.conv_out = conv3d(prev, 3)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.up(self.mid(self.conv_in(z)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class VideoVAE(nn.Module):
+    """3D-conv KL VAE over clips (B, 3, T, H, W) in [-1, 1]."""
+
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def latent_shape(self, clip_len: int, size: int) -> tuple[int, int, int, int]:
+        """(Cz, T', H', W') of the latent of a clip of ``clip_len`` frames of ``size``×``size``."""
+        t, s = self.cfg.temporal_downsample, self.cfg.spatial_downsample
+        if clip_len % t or size % s:
+            raise ValueError(
+                f"clip of {clip_len} frames of {size}x{size} does not divide by the VAE's "
+                f"downsampling (temporal {t}, spatial {s})"
+            )
+        return (self.cfg.latent_channels, clip_len // t, size // s, size // s)
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        """x (B, 3, T, H, W) -> posterior over z, each of (B, Cz, T/t, H/s, W/s)."""
+        if x.dim() != 5 or x.shape[1] != 3:
+            raise ValueError(f"expected video (B, 3, T, H, W), got shape {tuple(x.shape)}")
+        t, s = self.cfg.temporal_downsample, self.cfg.spatial_downsample
+        if x.shape[2] % t or x.shape[3] % s or x.shape[4] % s:
+            raise ValueError(f"video shape {tuple(x.shape[2:])} (T, H, W) must divide by ({t}, {s}, {s})")
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return DiagonalGaussian(mean, logvar)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, Cz, T', H', W') -> recon (B, 3, T'·t, H'·s, W'·s)."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, sample: bool = True) -> VAEOutput:
+        """x (B, 3, T, H, W) -> VAEOutput; ``sample=False`` decodes the posterior mean."""
+        posterior = self.encode(x)
+        z = posterior.sample() if sample else posterior.mode()
+        return VAEOutput(recon=self.decode(z), posterior=posterior)
+
+
+def frames_to_video(frames: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 clips (B, T, H, W, 3) -> float video (B, 3, T, H, W) in [-1, 1] on ``device``.
+
+    The uint8 batch is moved first and converted on the device: 4× less to copy.
+    """
+    t = torch.as_tensor(frames)
+    if t.dtype != torch.uint8 or t.dim() != 5 or t.shape[-1] != 3:
+        raise ValueError(f"expected uint8 clips (B, T, H, W, 3), got {t.dtype} {tuple(t.shape)}")
+    t = t.to(device, non_blocking=True)
+    return t.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)
+
+
+def video_to_frames(video: torch.Tensor) -> np.ndarray:
+    """float video (B, 3, T, H, W), nominally in [-1, 1] -> uint8 clips (B, T, H, W, 3), clipped."""
+    if video.dim() != 5 or video.shape[1] != 3:
+        raise ValueError(f"expected video (B, 3, T, H, W), got shape {tuple(video.shape)}")
+    v = ((video.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round()
+    return v.to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
