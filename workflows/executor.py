@@ -141,7 +141,7 @@ def run_pipeline(
     echo(f"[vidgen] pipeline run {pid} · tracking {tracking_uri}")
 
     init_ray(cfg.ray)
-    remote_step = ray.remote(_execute_step).options(max_calls=1)  # fresh process per step: no leaked state
+    remote_step = ray.remote(max_calls=1)(_execute_step)  # fresh process per step: no leaked state
     records: dict[str, StepRecord] = {}
     pending: dict[Any, tuple[str, str, float]] = {}  # ref -> (step, run_id, start)
     started: set[str] = set()

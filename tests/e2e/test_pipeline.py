@@ -88,16 +88,16 @@ def test_registered_vae_loads_in_a_fresh_process_without_pickle(pipeline, tmp_pa
     for key in ("data_manifest_fingerprint", "config_hash", "pipeline_run_id", "git_commit", "vae_psnr"):
         assert key in version.tags, key
     assert version.tags["pipeline_run_id"] == result.pipeline_run_id
-    files = _artifact_files(client, version.source)
+    files = _artifact_files(client, version.model_id or version.source.removeprefix("models:/"))
     assert any(f.endswith("weights.safetensors") for f in files)
     assert not any(f.endswith((".pkl", ".pickle", ".pt", ".pth")) for f in files), files
 
 
-def _artifact_files(client, source: str) -> list[str]:
-    import mlflow
+def _artifact_files(client, model_id: str) -> list[str]:
+    from urllib.parse import urlparse
 
-    local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=client.tracking_uri)
-    return [str(p) for p in Path(local).rglob("*") if p.is_file()]
+    location = client.get_logged_model(model_id).artifact_location  # file:// for the embedded store
+    return [str(p) for p in Path(urlparse(location).path).rglob("*") if p.is_file()]
 
 
 def test_second_run_reuses_every_step(pipeline) -> None:

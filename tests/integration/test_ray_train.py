@@ -22,7 +22,6 @@ pytestmark = pytest.mark.integration
 # Ray Train's controller polls its workers every 2 s by default, which adds seconds
 # to each of these tiny runs. Set at collection, i.e. before any test starts Ray,
 # so the local cluster's processes inherit it.
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 
 CLIP_LEN, SIZE, NUM_CLASSES = 8, 16, 3
 

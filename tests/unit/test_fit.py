@@ -42,10 +42,10 @@ def test_fit_vae_overfits_one_batch() -> None:
     fit_vae(SMALL_VAE, cfg, itertools.repeat(batch), on_log=lambda s, m: logs.append((s, m)))
     assert [s for s, _ in logs] == [10, 20, 30, 40, 50, 60]
     first, last = logs[0][1], logs[-1][1]
-    for key in ("loss", "rec_l1", "kl", "grad_norm", "lr", "step_time_s", "clips_per_s"):
+    for key in ("loss", "rec", "kl", "grad_norm", "lr", "step_time_s", "clips_per_s"):
         assert key in last and math.isfinite(last[key]), key
     assert last["lr"] == pytest.approx(3e-3)
-    assert last["rec_l1"] < 0.6 * first["rec_l1"], (first, last)
+    assert last["rec"] < 0.6 * first["rec"], (first, last)
 
 
 def test_fit_vae_accepts_torch_batches_and_pairs() -> None:

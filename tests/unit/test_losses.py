@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from vidgen_core.models.vae import DiagonalGaussian
-from vidgen_core.train.losses import hinge_d_loss, hinge_g_loss, kl_divergence, reconstruction_l1
+from vidgen_core.train.losses import (
+    hinge_d_loss,
+    hinge_g_loss,
+    kl_divergence,
+    reconstruction_l1,
+    reconstruction_l2,
+)
 
 
 def test_reconstruction_l1() -> None:
@@ -18,6 +24,15 @@ def test_reconstruction_l1() -> None:
     assert reconstruction_l1(recon, target).item() == pytest.approx(0.875)
     with pytest.raises(ValueError, match="shape"):
         reconstruction_l1(recon, target.reshape(1, 1, 1, 4, 1))
+
+
+def test_reconstruction_l2() -> None:
+    recon = torch.tensor([1.0, -2.0, 0.5, 0.0]).reshape(1, 1, 1, 2, 2)
+    target = torch.tensor([0.0, 0.0, 1.0, 0.0]).reshape(1, 1, 1, 2, 2)
+    # 1 + 4 + 0.25 + 0 = 5.25 over 4 elements
+    assert reconstruction_l2(recon, target).item() == pytest.approx(1.3125)
+    with pytest.raises(ValueError, match="shape"):
+        reconstruction_l2(recon, target.reshape(1, 1, 1, 4, 1))
 
 
 def test_kl_divergence() -> None:

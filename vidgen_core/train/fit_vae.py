@@ -15,7 +15,7 @@ from torch import nn
 
 from vidgen_core.models.vae import VideoVAE, frames_to_video
 from vidgen_core.train.checkpoint import TrainingState, capture_state, restore_state
-from vidgen_core.train.losses import kl_divergence, reconstruction_l1
+from vidgen_core.train.losses import kl_divergence, reconstruction_l1, reconstruction_l2
 from vidgen_core.train.loop import WindowMeter, next_batch, seed_for_step, split_batch
 
 if TYPE_CHECKING:
@@ -27,23 +27,24 @@ GRAD_CLIP = 1.0  # max global grad norm: one bad batch must not wreck the run
 
 
 def vae_loss(
-    model: nn.Module, x: torch.Tensor, kl_weight: float
+    model: nn.Module, x: torch.Tensor, kl_weight: float, recon_loss: str = "l2"
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Forward + loss: x (B, 3, T, H, W) in [-1, 1] -> (loss, {"rec_l1", "kl"}).
+    """Forward + loss: x (B, 3, T, H, W) in [-1, 1] -> (loss, {"rec", "kl"}).
 
-    loss = L1(recon, x) + kl_weight * KL(q(z|x) || N(0, I)).
+    loss = L1 or L2(recon, x) + kl_weight * KL(q(z|x) || N(0, I)).
     """
     out = model(x)
-    rec = reconstruction_l1(out.recon, x)
+    rec_fn = reconstruction_l2 if recon_loss == "l2" else reconstruction_l1
+    rec = rec_fn(out.recon, x)
     kl = kl_divergence(out.posterior.mean, out.posterior.logvar)
-    return rec + kl_weight * kl, {"rec_l1": rec.detach(), "kl": kl.detach()}
+    return rec + kl_weight * kl, {"rec": rec.detach(), "kl": kl.detach()}
 
 
 def vae_train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, kl_weight: float
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, kl_weight: float, recon_loss: str = "l2"
 ) -> dict[str, torch.Tensor]:
     """One optimisation step on x (B, 3, T, H, W); returns detached loss terms and grad norm."""
-    loss, terms = vae_loss(model, x, kl_weight)
+    loss, terms = vae_loss(model, x, kl_weight, recon_loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -71,7 +72,7 @@ def fit_vae(
             (frames, labels) pair or a {"frames": ...} dict). Must not run dry:
             the caller cycles it.
         on_log: called as ``on_log(step, metrics)`` every ``log_every`` steps and
-            at the last step; metrics are window means of loss, rec_l1, kl,
+            at the last step; metrics are window means of loss, rec, kl,
             grad_norm, plus lr, step_time_s, clips_per_s (this worker).
         model: an existing model, possibly DDP-wrapped and already on ``device``.
         device: where batches go (and a new model).
@@ -95,7 +96,7 @@ def fit_vae(
         frames, _ = split_batch(next_batch(batches, step))
         x = frames_to_video(frames, device)
         seed_for_step(train_cfg.seed, step)
-        meter.add(x.shape[0], vae_train_step(model, optimizer, x, train_cfg.kl_weight))
+        meter.add(x.shape[0], vae_train_step(model, optimizer, x, train_cfg.kl_weight, train_cfg.recon_loss))
 
         last = step == train_cfg.steps
         if step % train_cfg.log_every == 0 or last:

@@ -16,6 +16,16 @@ def reconstruction_l1(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return (recon - target).abs().mean()
 
 
+def reconstruction_l2(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over every element: recon, target (B, 3, T, H, W) -> scalar.
+
+    The loss PSNR measures; converges faster than L1 on flat synthetic scenes.
+    """
+    if recon.shape != target.shape:
+        raise ValueError(f"recon {tuple(recon.shape)} and target {tuple(target.shape)} differ in shape")
+    return (recon - target).pow(2).mean()
+
+
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, 1)), averaged over batch and latent elements -> scalar.
 

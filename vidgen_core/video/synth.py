@@ -75,14 +75,16 @@ def _render(path: Path, shape: str, cfg: SynthConfig, rng: np.random.Generator) 
     background = rng.integers(0, 40, size=3).astype(np.uint8)
     n_obj = int(rng.integers(1, 3))
     short = min(w, h)
-    radius = rng.uniform(0.10, 0.22, size=n_obj) * short
+    # Large enough to keep their shape at the 32-px training size; small ones
+    # degrade to blobs whose class cannot be told.
+    radius = rng.uniform(0.15, 0.28, size=n_obj) * short
     radius = np.maximum(radius, 2.0)
     colour = rng.integers(110, 256, size=(n_obj, 3)).astype(np.uint8)
     lo, hi = radius[:, None], np.array([w, h], dtype=float)[None, :] - radius[:, None]
     pos = lo + rng.uniform(size=(n_obj, 2)) * np.maximum(hi - lo, 0.0)
     # Speed in pixels per second (a fraction of the frame per second), so the
     # motion looks the same whatever fps was drawn.
-    speed = rng.uniform(0.3, 0.9, size=n_obj) * short / fps
+    speed = rng.uniform(0.6, 1.4, size=n_obj) * short / fps
     angle = rng.uniform(0, 2 * np.pi, size=n_obj)
     vel = np.stack([np.cos(angle), np.sin(angle)], axis=1) * speed[:, None]
     xx = np.arange(w, dtype=np.float32)[None, :] + 0.5
