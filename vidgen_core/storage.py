@@ -77,3 +77,19 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
     finally:
         if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
             fs.delete_file(tmp)
+
+
+# Variables pyarrow's S3 client reads (endpoint, region, credentials, profile).
+_S3_ENV_PREFIXES = ("AWS_",)
+
+
+def object_store_env(*uris: str) -> dict[str, str]:
+    """The driver's ``AWS_*`` variables when any of ``uris`` is an ``s3://`` URI, else {}.
+
+    Ray workers do not inherit the driver's environment on a cluster, nor one
+    set after a local Ray started; passing these in a task's ``runtime_env``
+    lets ``AWS_ENDPOINT_URL`` (S3-compatible stores) and friends reach pyarrow there.
+    """
+    if not any(u.startswith("s3://") for u in uris):
+        return {}
+    return {k: v for k, v in os.environ.items() if k.startswith(_S3_ENV_PREFIXES)}

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from fractions import Fraction
 
 import pytest
 
 from vidgen_core.config import IngestConfig
 from vidgen_core.data.plan import (
+    ScenePlanner,
     assign_split,
     clip_frame_indices,
     make_clip_id,
     min_frames,
     plan_clips,
+    plan_starts,
+    sample_grid,
     video_id_of,
 )
 
@@ -97,3 +102,71 @@ def test_ids() -> None:
     assert cid != make_clip_id("/data/b.mp4", 8, c)
     assert cid != make_clip_id("/data/a.mp4", 8, cfg(clip_len=8, size=64))
     assert cid == make_clip_id("/data/a.mp4", 8, cfg(clip_len=8, val_fraction=0.2))  # split settings don't shape clips
+
+
+# ---------------------------------------------------------------- resampling, trimming, scenes
+
+
+def test_target_fps_grid_from_29_97_to_8() -> None:
+    c = cfg(clip_len=4, target_fps=8)
+    grid = sample_grid(300, c, fps=29.97)
+    assert grid.ratio == Fraction(2997, 800) and grid.fps == 8.0
+    # Sampled frame k is the source frame on screen at k/8 s: floor(k * 29.97 / 8).
+    assert [grid.source_index(k) for k in range(8)] == [0, 3, 7, 11, 14, 18, 22, 26]
+    assert grid.count == math.ceil(300 * 800 / 2997)  # 81: the last one is source frame 299
+    assert grid.source_index(grid.count - 1) == 299 and grid.source_index(grid.count) >= 300
+    assert plan_clips(300, c, fps=29.97) == [grid.source_index(s) for s in range(0, 77, 4)]
+    with pytest.raises(ValueError, match="fps"):
+        plan_clips(300, c)
+
+
+def test_target_fps_exact_for_ntsc_and_upsampling() -> None:
+    ntsc = sample_grid(100, cfg(target_fps=10), fps=30000 / 1001)
+    assert ntsc.ratio == Fraction(3000, 1001)
+    up = sample_grid(6, cfg(target_fps=30), fps=12)
+    assert [up.source_index(k) for k in range(up.count)] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 4, 5, 5]
+
+
+def test_trimming() -> None:
+    c = cfg(clip_len=10, trim_start_s=1.0, trim_end_s=2.0)
+    grid = sample_grid(100, c, fps=10)  # frames 10..79 remain
+    assert (grid.first, grid.count, grid.start_s) == (10, 70, 1.0)
+    assert plan_clips(100, c, fps=10) == [10, 20, 30, 40, 50, 60, 70]
+    assert sample_grid(100, cfg(trim_start_s=0.1), fps=10).first == 1  # 0.1 s is exactly one frame
+    assert plan_clips(25, c, fps=10) == []  # trimmed away
+
+
+def test_config_rejects_target_fps_with_frame_step() -> None:
+    with pytest.raises(ValueError, match="exclusive"):
+        cfg(frame_step=2, target_fps=8)
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(clip_len=4), dict(clip_len=4, clip_stride=3), dict(clip_len=3, max_clips_per_video=4)]
+)
+def test_scene_planner_without_cuts_equals_the_plan(kw: dict) -> None:
+    c = cfg(**kw)
+    for count in range(0, 40):
+        planner = ScenePlanner(count, c)
+        got = [s for j in range(count) if (s := planner.ends_at(j)) is not None]
+        assert got == plan_starts(count, c), count
+
+
+def test_scene_planner_restarts_the_grid_at_each_cut() -> None:
+    planner = ScenePlanner(30, cfg(clip_len=4))
+    got = []
+    for j in range(30):
+        if j in (10, 13):
+            planner.cut(j)
+        if (s := planner.ends_at(j)) is not None:
+            got.append(s)
+    assert got == [0, 4, 13, 17, 21, 25]  # 8..11 spans the cut at 10; 10..12 is too short a scene
+
+
+def test_clip_ids_change_with_sampling() -> None:
+    base = make_clip_id("/a.mp4", 8, cfg(clip_len=8))
+    assert make_clip_id("/a.mp4", 8, cfg(clip_len=8, target_fps=8), sample=2) != base
+    assert make_clip_id("/a.mp4", 8, cfg(clip_len=8, target_fps=8), sample=2) != make_clip_id(
+        "/a.mp4", 8, cfg(clip_len=8, target_fps=8), sample=3
+    )
+    assert make_clip_id("/a.mp4", 8, cfg(clip_len=8, resize="exact")) != base

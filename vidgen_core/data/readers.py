@@ -1,11 +1,11 @@
 """Read clip shards: as a Ray Dataset for training, or as numpy with plain pyarrow.
 
 :func:`load_clips` never imports Ray (evaluation and model serving use it).
-Ray Data stores the ``frames`` column as its tensor extension type, whose
-storage is a (large) list of uint8 with the shape in the field metadata.
-Without Ray the extension is unknown to pyarrow and the column reads as that
-storage; with Ray imported it reads as an extension array. Both are handled
-by flattening the storage and reshaping with the manifest's ``clip_shape``.
+Shards store ``frames`` as ``fixed_size_binary(T*H*W*3)`` (see
+``schema.clip_schema``); :func:`frames_to_numpy` views those bytes as uint8
+``(N, T, H, W, 3)`` with the manifest's ``clip_shape``. It also reads a list
+column (Ray's tensor extension type, or its storage when Ray is not imported)
+by flattening it, so clips Ray Data has turned into tensors read the same way.
 """
 
 from __future__ import annotations
@@ -39,14 +39,24 @@ def frames_to_numpy(column: pa.ChunkedArray | pa.Array, clip_shape: tuple[int, .
             chunk = chunk.storage
         if chunk.null_count:
             raise ValueError("frames column has null clips")
-        # flatten() honours slicing offsets (``.values`` would not).
-        flat = chunk.flatten().to_numpy(zero_copy_only=False)
+        if pa.types.is_fixed_size_binary(chunk.type):
+            if chunk.type.byte_width != per_clip:
+                raise ValueError(
+                    f"frames column holds {chunk.type.byte_width}-byte clips, not {tuple(clip_shape)} uint8"
+                )
+            # A view of the data buffer; a sliced array starts ``offset`` clips in.
+            flat = np.frombuffer(chunk.buffers()[1], dtype=np.uint8, count=len(chunk) * per_clip,
+                                 offset=chunk.offset * per_clip)
+        else:
+            # flatten() honours slicing offsets (``.values`` would not).
+            flat = chunk.flatten().to_numpy(zero_copy_only=False)
         if flat.size != len(chunk) * per_clip:
             raise ValueError(f"frames column does not hold {len(chunk)} clips of shape {tuple(clip_shape)}")
         parts.append(flat.astype(np.uint8, copy=False).reshape(len(chunk), *clip_shape))
     if not parts:
         return np.zeros((0, *clip_shape), dtype=np.uint8)
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+    # One writable array the caller owns (views of Arrow buffers are read-only).
+    return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
 
 
 def load_clips(shard_dir: str, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -79,16 +89,29 @@ def load_clips(shard_dir: str, split: str, limit: int | None = None) -> tuple[np
     return np.concatenate(frames), np.concatenate(labels)
 
 
+def _decode_batch(batch: pa.Table, clip_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    return {
+        COL_FRAMES: frames_to_numpy(batch.column(COL_FRAMES), clip_shape),
+        COL_LABEL: batch.column(COL_LABEL).to_numpy().astype(np.int64),
+    }
+
+
 def read_split(shard_dir: str, split: str) -> ray.data.Dataset:
     """A lazy Ray Dataset of one split with columns ``frames`` (uint8 T, H, W, 3) and ``label`` (int64).
 
     The column selection and the split filter (an expression, not a Python
-    function) are pushed down by Ray into the Parquet scan.
+    function) are pushed down by Ray into the Parquet scan; the stored bytes
+    become uint8 tensors in a map fused with that scan.
     """
     import ray.data
     from ray.data.expressions import col
 
     _check_split(split)
-    uris = shard_uris(shard_dir)
+    manifest = read_manifest(shard_dir)
+    uris = shard_uris(shard_dir, manifest)
     ds = ray.data.read_parquet(uris).select_columns([COL_FRAMES, COL_LABEL, COL_SPLIT])
-    return ds.filter(expr=col(COL_SPLIT) == split).select_columns([COL_FRAMES, COL_LABEL])
+    ds = ds.filter(expr=col(COL_SPLIT) == split).select_columns([COL_FRAMES, COL_LABEL])
+    return ds.map_batches(
+        _decode_batch, batch_format="pyarrow", fn_kwargs={"clip_shape": tuple(manifest["clip_shape"])},
+        zero_copy_batch=True,
+    )
