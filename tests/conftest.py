@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures that start real processes (mlflow server, `vidgen run`) and always stop them.
+from procs import mlflow_server, spawn  # noqa: E402,F401
+
 _HOME = tempfile.mkdtemp(prefix="vidgen-test-home-")
 os.environ["HOME"] = _HOME
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")

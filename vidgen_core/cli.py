@@ -58,8 +58,9 @@ def main() -> None:
 @set_option
 @click.option("--workdir", "-w", type=str, default=None, help="Work directory for data, checkpoints and the local MLflow store (default: ./vidgen-work).")
 @click.option("--force", multiple=True, metavar="STEP", help="Recompute STEP and everything downstream even if a finished run exists.")
+@click.option("--from", "from_steps", multiple=True, metavar="STEP", help="Resume at STEP: it and everything downstream run; every other step reuses its latest run even if the code changed since.")
 @_guarded
-def run(config: str | None, overrides: tuple[str, ...], workdir: str | None, force: tuple[str, ...]) -> None:
+def run(config: str | None, overrides: tuple[str, ...], workdir: str | None, force: tuple[str, ...], from_steps: tuple[str, ...]) -> None:
     """Run the whole workflow: synth → ingest → train_vae → train_gan → evaluate → register."""
     cfg = _config(config, overrides)
     if cfg.data.source and "://" not in cfg.data.source and not Path(cfg.data.source).exists():
@@ -69,12 +70,13 @@ def run(config: str | None, overrides: tuple[str, ...], workdir: str | None, for
     from workflows.report import print_summary
     from workflows.runtime import resolve_workdir
 
-    for name in force:
-        if name not in STEP_NAMES:
-            raise UserError(f"unknown step '{name}' for --force; steps are: {', '.join(STEP_NAMES)}")
+    for option, names in (("--force", force), ("--from", from_steps)):
+        for name in names:
+            if name not in STEP_NAMES:
+                raise UserError(f"unknown step '{name}' for {option}; steps are: {', '.join(STEP_NAMES)}")
     wd = resolve_workdir(workdir)
     try:
-        result = run_pipeline(cfg, wd, force=list(force))
+        result = run_pipeline(cfg, wd, force=list(force), from_steps=list(from_steps))
     except StepFailed as exc:
         _fail(f"{exc} (see the step's log above and its MLflow run)", code=1)
     print_summary(result, wd)
@@ -99,21 +101,118 @@ def synth(out: str, config: str | None, overrides: tuple[str, ...]) -> None:
 @click.option("--out", "out", required=True, type=str, help="Folder (or s3:// URI) for Parquet clip shards + manifest.json.")
 @config_option
 @set_option
+@click.option("--retry-failed", is_flag=True, help="Read again only the files in OUT's error list (and any new ones).")
 @_guarded
-def ingest(src: str, out: str, config: str | None, overrides: tuple[str, ...]) -> None:
-    """Decode the videos under SRC into Parquet clip shards with Ray Data."""
+def ingest(src: str, out: str, config: str | None, overrides: tuple[str, ...], retry_failed: bool) -> None:
+    """Decode the videos under SRC into Parquet clip shards with Ray Data.
+
+    Re-running on the same OUT reads only files that are new or changed since.
+    """
     cfg = _config(config, overrides)
     if "://" not in src and not Path(src).exists():
         raise UserError(f"source '{src}' does not exist; pass a folder of videos")
-    from vidgen_core.data.ingest import run_ingest
+    from vidgen_core.data.ingest import ingest_videos
     from workflows.runtime import init_ray
 
     init_ray(cfg.ray)
-    manifest = run_ingest(src, out, cfg.ingest, cfg.data)
-    click.echo(
-        f"{manifest['num_clips']} clips from {manifest['num_files_with_clips']}/{manifest['num_inputs']} files "
-        f"({manifest['num_files_with_errors']} with errors) → {out}; per split: {manifest['clips_per_split']}"
-    )
+    result = ingest_videos(src, out, cfg.ingest, cfg.data, retry_failed=retry_failed)
+    click.echo(f"{result.summary()} → {out}")
+
+
+@main.command()
+@config_option
+@set_option
+@click.option("--workdir", "-w", type=str, default="vidgen-work", help="Work directory of the pipeline (default: ./vidgen-work).")
+@_guarded
+def status(config: str | None, overrides: tuple[str, ...], workdir: str) -> None:
+    """Show the DAG of the latest run: each step's state, run id, duration, whether it was reused."""
+    cfg = _config(config, overrides)
+    from workflows.status import status_table
+
+    for line in status_table(cfg, Path(workdir).expanduser().resolve()):
+        click.echo(line)
+
+
+@main.group()
+def models() -> None:
+    """The model registry: list versions, show one version's lineage, move an alias."""
+
+
+_registry_options = [
+    click.option("--workdir", "-w", type=str, default="vidgen-work", help="Work directory whose SQLite store to read (default: ./vidgen-work)."),
+    click.option("--tracking-uri", type=str, default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the work dir's store)."),
+]
+
+
+def _registry(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_registry_options):
+        fn = option(fn)
+    return fn
+
+
+def _client(workdir: str, tracking_uri: str | None) -> Any:
+    from vidgen_core.tracking.mlflow_setup import resolve_tracking_uri
+    from vidgen_core.tracking.models_cli import open_registry
+
+    return open_registry(resolve_tracking_uri(tracking_uri, str(Path(workdir).expanduser().resolve())))
+
+
+@models.command("list")
+@_registry
+@click.option("--prefix", type=str, default=None, help="Only models whose name starts with this, e.g. vidgen-.")
+@_guarded
+def models_list(workdir: str, tracking_uri: str | None, prefix: str | None) -> None:
+    """Registered models, their versions, aliases and headline metrics."""
+    from vidgen_core.tracking.models_cli import list_models
+
+    click.echo("\n".join(list_models(_client(workdir, tracking_uri), prefix)))
+
+
+@models.command("show")
+@click.argument("uri", type=str)
+@_registry
+@_guarded
+def models_show(uri: str, workdir: str, tracking_uri: str | None) -> None:
+    """One version (models:/NAME/VERSION or models:/NAME@ALIAS): aliases, lineage, metrics, decision."""
+    from vidgen_core.tracking.models_cli import show_model
+
+    click.echo("\n".join(show_model(_client(workdir, tracking_uri), uri)))
+
+
+@models.command("promote")
+@click.argument("name", type=str)
+@click.argument("version", type=str)
+@click.option("--alias", type=str, default="champion", show_default=True, help="Alias to point at VERSION.")
+@_registry
+@_guarded
+def models_promote(name: str, version: str, alias: str, workdir: str, tracking_uri: str | None) -> None:
+    """Point an alias (default: champion) of model NAME at VERSION by hand."""
+    from vidgen_core.tracking.models_cli import promote
+
+    click.echo("\n".join(promote(_client(workdir, tracking_uri), name, version, alias)))
+
+
+@main.command("plan-memory")
+@config_option
+@set_option
+@click.option("--gpu-memory-gb", type=float, default=80.0, show_default=True, help="Memory of one GPU (decimal GB, as sold).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per training job instead of text.")
+@_guarded
+def plan_memory_cmd(config: str | None, overrides: tuple[str, ...], gpu_memory_gb: float, as_json: bool) -> None:
+    """Estimate peak GPU memory of train_vae and train_gan for a config, and the largest batch that fits."""
+    cfg = _config(config, overrides)
+    if gpu_memory_gb <= 0:
+        raise UserError(f"--gpu-memory-gb must be > 0, got {gpu_memory_gb}")
+    import json
+
+    from vidgen_core.train.memory_plan import plan_memory
+
+    try:
+        estimates = plan_memory(cfg, gpu_memory_gb=gpu_memory_gb)
+    except ValueError as exc:  # e.g. a clip shape the VAE's downsampling does not divide
+        raise UserError(str(exc)) from None
+    for est in estimates:
+        click.echo(json.dumps(est.as_dict()) if as_json else est.line())
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -53,6 +53,8 @@ class DataConfig(_Section):
 
     source: str | None = None  # local dir, file:// , s3:// or gs:// URI
     extensions: list[str] = Field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi"])
+    # CSV or Parquet with columns path,label (path relative to source); None = class sub-folders.
+    labels_file: str | None = None
 
 
 class IngestConfig(_Section):
@@ -66,11 +68,21 @@ class IngestConfig(_Section):
     val_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
     rows_per_shard: int = Field(256, ge=1)
+    # Resample every video to this rate (exclusive with frame_step > 1); None = keep the source rate.
+    target_fps: float | None = Field(None, gt=0, le=240)
+    trim_start_s: float = Field(0.0, ge=0)  # skip this much at the start of each video
+    trim_end_s: float = Field(0.0, ge=0)  # and at its end
+    # short_side_crop: keep the aspect, centre-crop to size x size; exact: stretch to size x size.
+    resize: Literal["short_side_crop", "exact"] = "short_side_crop"
+    scene_cuts: bool = False  # no clip spans a hard cut
+    scene_cut_threshold: float = Field(0.15, gt=0, le=1)  # mean |luma change| (0..1, 16x16 thumbnails) of a cut
 
     @model_validator(mode="after")
     def _fractions(self) -> "IngestConfig":
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must be < 1")
+        if self.target_fps is not None and self.frame_step != 1:
+            raise ValueError("target_fps and frame_step > 1 are exclusive: set one of them")
         return self
 
     @property
@@ -86,6 +98,8 @@ class VAEConfig(_Section):
     latent_channels: int = Field(4, ge=1, le=64)
     temporal_downsample: int = Field(2, ge=1)  # must be a power of 2
     spatial_downsample: int = Field(4, ge=1)  # must be a power of 2
+    num_res_blocks: int = Field(1, ge=1, le=8)  # residual blocks per down/up stage
+    causal: bool = False  # convs look only backwards in time; norms are per frame
 
     @model_validator(mode="after")
     def _powers(self) -> "VAEConfig":
@@ -97,12 +111,24 @@ class VAEConfig(_Section):
 
 
 class GANConfig(_Section):
-    """Latent GAN: generator maps noise (and class) to VAE latents; frozen VAE decodes."""
+    """GAN: by default the generator maps noise (and class) to VAE latents and the frozen VAE
+    decodes them (``space: latent``); ``space: pixel`` generates clips directly."""
 
-    space: Literal["latent"] = "latent"
+    space: Literal["latent", "pixel"] = "latent"
     noise_dim: int = Field(64, ge=1, le=4096)
     base_channels: int = Field(32, ge=4, le=1024)
-    conditional: bool = True
+    conditional: bool = True  # used only when the data has labels
+    spectral_norm: bool = True  # on every discriminator layer
+    r1_gamma: float = Field(0.0, ge=0)  # R1 penalty weight on real samples; 0 = off
+    # EMA of the generator weights (what is saved and served); 0 = off. The decay ramps
+    # up as min(ema_decay, (1 + n) / (10 + n)) so short runs still average recent weights.
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    # Divergence guard: a non-finite loss or |mean D logit| above divergence_logit_max rolls
+    # back to the last good checkpoint with the LRs times rollback_lr_factor.
+    guard: bool = True
+    divergence_logit_max: float = Field(100.0, gt=0)  # hinge-loss logits of a healthy D stay O(1-10)
+    rollback_lr_factor: float = Field(0.5, gt=0, lt=1)
+    max_rollbacks: int = Field(3, ge=0)
 
 
 class TrainConfig(_Section):
@@ -122,6 +148,33 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
     seed: int = 0
+    # --- scale-out (see vidgen_core/train/optim.py, precision.py, ray_common.py)
+    gpus_per_worker: float = Field(1.0, gt=0)  # with use_gpu
+    resources_per_worker: dict[str, float] = Field(default_factory=dict)  # extra custom Ray resources
+    grad_accum: int = Field(1, ge=1)  # micro-batches of batch_size per optimizer step
+    grad_clip: float = Field(1.0, ge=0)  # max global grad norm; 0 = no clipping
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = Field(0, ge=0)  # linear warm-up from 0
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine/linear decay floor, as a fraction of lr
+    # auto: bf16 autocast on GPU, fp32 on CPU; fp16 adds a GradScaler.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    memory_format: Literal["auto", "channels_last_3d", "contiguous"] = "auto"  # auto: channels_last_3d on GPU
+    compile: bool = False  # torch.compile the trained models
+    checkpoint_keep: int = Field(2, ge=1)  # checkpoints kept on storage
+    max_failures: int = Field(2, ge=-1)  # worker-group restarts from the last checkpoint; -1 = unlimited
+    sample_every: int = Field(0, ge=0)  # log a sample video every N steps (rank 0); 0 = at the end only
+    # streaming: each rank streams its own Ray Data split. deterministic: every rank reads the
+    # split in order and takes its slice of each global batch (same batches for any worker count).
+    data_order: Literal["streaming", "deterministic"] = "streaming"
+    prefetch_batches: int = Field(2, ge=0)
+    # A rank whose share of the train split is at most this many MB keeps it in memory after the
+    # first epoch and replays it (same order): each new Ray Data epoch costs ~0.1 s to start,
+    # which short epochs pay every few steps. 0 = stream every epoch.
+    epoch_cache_mb: int = Field(1024, ge=0)
+    # VAE adversarial term: a patch discriminator switched on at adv_start_step; 0 = off.
+    adv_weight: float = Field(0.0, ge=0)
+    adv_start_step: int = Field(0, ge=0)
+    adv_disc_channels: int = Field(32, ge=4, le=1024)
 
 
 class EvalConfig(_Section):
@@ -129,9 +182,31 @@ class EvalConfig(_Section):
     batch_size: int = Field(16, ge=1)
 
 
+# What the evaluate step reports: the names the registry's champion metric and gates may use.
+EVAL_METRICS = (
+    "vae_psnr", "vae_ssim", "baseline_psnr", "baseline_ssim", "vae_psnr_gain_db",
+    "gan_mean_abs_diff", "gan_std_ratio", "gan_motion_ratio", "gan_diversity_ratio",
+)
+
+
 class RegisterConfig(_Section):
+    """Registry policy: ``candidate`` = latest version that passed the gates; ``champion`` = best so far."""
+
     model_prefix: str = Field("vidgen", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     min_psnr_gain_db: float = 0.0  # gate: VAE PSNR must beat the mean-frame baseline by this
+    champion_metric: str = "vae_psnr"  # compared with the current champion's value of it
+    greater_is_better: bool = True
+    min_improvement: float = Field(0.0, ge=0)  # must beat the champion by at least this much
+    min_metrics: dict[str, float] = Field(default_factory=dict)  # gates: metric >= value
+    max_metrics: dict[str, float] = Field(default_factory=dict)  # gates: metric <= value
+
+    @field_validator("champion_metric", "min_metrics", "max_metrics")
+    @classmethod
+    def _known_metrics(cls, value: Any) -> Any:
+        for name in [value] if isinstance(value, str) else value:
+            if name not in EVAL_METRICS:
+                raise ValueError(f"unknown metric '{name}'; evaluate reports: {', '.join(EVAL_METRICS)}")
+        return value
 
 
 class RayConfig(_Section):

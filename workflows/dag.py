@@ -30,6 +30,8 @@ class Step:
         num_cpus: CPUs the step's own Ray task holds. Driver-style steps that
             start Ray Data or Ray Train work of their own ask for 0, or they
             would starve the work they start on a small machine.
+        num_gpus: GPUs the step's own task holds (training asks its workers for
+            GPUs through ``train.use_gpu``, not here).
     """
 
     name: str
@@ -37,6 +39,7 @@ class Step:
     deps: tuple[str, ...]
     config_keys: tuple[str, ...]
     num_cpus: float
+    num_gpus: float = 0.0
 
 
 PIPELINE: tuple[Step, ...] = (
@@ -44,7 +47,8 @@ PIPELINE: tuple[Step, ...] = (
     Step("ingest", steps.ingest, ("synth",), ("ingest", "data"), 0),
     Step("train_vae", steps.train_vae, ("ingest",), ("vae", "train_vae"), 0),
     Step("train_gan", steps.train_gan, ("ingest", "train_vae"), ("gan", "train_gan"), 0),
-    Step("evaluate", steps.evaluate, ("ingest", "train_vae"), ("eval",), 1),
+    # evaluate scores the VAE *and* the GAN's samples, so a GAN change re-runs it.
+    Step("evaluate", steps.evaluate, ("ingest", "train_vae", "train_gan"), ("eval",), 1),
     Step("register", steps.register, ("ingest", "train_vae", "train_gan", "evaluate"), ("registry",), 0),
 )
 
@@ -62,25 +66,55 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def step_fingerprints(cfg: PipelineConfig, code: str) -> dict[str, str]:
+def step_fingerprint(step: Step, cfg: PipelineConfig, upstream: dict[str, str], code: str) -> str:
+    """hash(step name, the config sections it reads, its upstream fingerprints, code version)."""
+    return fingerprint(
+        {
+            "step": step.name,
+            "config": {k: getattr(cfg, k).model_dump(mode="json") for k in step.config_keys},
+            "upstream": [upstream[d] for d in step.deps],
+            "code": code,
+        }
+    )
+
+
+def step_fingerprints(cfg: PipelineConfig, code: str, pipeline: tuple[Step, ...] = PIPELINE) -> dict[str, str]:
     """Fingerprint of every step, in topological order."""
     out: dict[str, str] = {}
-    for step in PIPELINE:
-        out[step.name] = fingerprint(
-            {
-                "step": step.name,
-                "config": {k: getattr(cfg, k).model_dump(mode="json") for k in step.config_keys},
-                "upstream": [out[d] for d in step.deps],
-                "code": code,
-            }
-        )
+    for step in pipeline:
+        out[step.name] = step_fingerprint(step, cfg, out, code)
     return out
 
 
-def downstream_of(names: list[str]) -> set[str]:
+def downstream_of(names: list[str], pipeline: tuple[Step, ...] = PIPELINE) -> set[str]:
     """The named steps and every step that depends on them, directly or not."""
     hit = set(names)
-    for step in PIPELINE:  # topological order: one pass suffices
+    for step in pipeline:  # topological order: one pass suffices
         if any(d in hit for d in step.deps):
             hit.add(step.name)
     return hit
+
+
+def upstream_of(names: list[str], pipeline: tuple[Step, ...] = PIPELINE) -> set[str]:
+    """Every step the named steps depend on, directly or not (the named steps excluded)."""
+    deps = {s.name: s.deps for s in pipeline}
+    hit: set[str] = set()
+    todo = [d for n in names for d in deps.get(n, ())]
+    while todo:
+        name = todo.pop()
+        if name not in hit:
+            hit.add(name)
+            todo.extend(deps[name])
+    return hit
+
+
+def check_pipeline(pipeline: tuple[Step, ...]) -> None:
+    """Names unique, dependencies listed before their dependents (topological order)."""
+    seen: set[str] = set()
+    for step in pipeline:
+        if step.name in seen:
+            raise ValueError(f"step '{step.name}' appears twice")
+        missing = [d for d in step.deps if d not in seen]
+        if missing:
+            raise ValueError(f"step '{step.name}' depends on '{missing[0]}', which is not listed before it")
+        seen.add(step.name)

@@ -1,10 +1,20 @@
 """A small DAG executor: ready steps run concurrently as Ray tasks, tracked in MLflow.
 
 One parent MLflow run per invocation, one child run per executed step, tagged
-with the step's fingerprint. A FINISHED run with the same fingerprint (and
-whose output folders still exist) is reused instead of recomputed, so a second
-``vidgen run`` with nothing changed trains nothing, and a run killed half-way
-picks up after its last finished step.
+with the step's fingerprint (see :mod:`workflows.dag`). Per step, in order:
+
+1. ``--force``/``--from`` named it (or a step upstream of it): run it;
+2. a FINISHED run with the same fingerprint whose outputs still exist: reuse it;
+3. ``--from`` named another step and this one is not downstream of it: reuse
+   its newest run that consumed the same upstream runs, even if its own
+   fingerprint moved (e.g. after a code edit that does not concern it);
+4. otherwise run it. A run with the same fingerprint that was killed or failed
+   is continued: the step's output folder and Ray Train run name derive from
+   the fingerprint, so training restarts from its last checkpoint.
+
+Ray is started only when a step actually runs: a fully cached pipeline
+finishes in seconds. Runs left RUNNING by a killed driver are marked KILLED
+first (:mod:`workflows.liveness`).
 """
 
 from __future__ import annotations
@@ -19,13 +29,14 @@ from typing import Any, Callable
 from vidgen_core.config import PipelineConfig, config_dict, fingerprint
 from vidgen_core.errors import UserError
 
-from workflows.dag import PIPELINE, STEP_NAMES, code_version, downstream_of, step_fingerprints
+from workflows import run_store as rs
+from workflows.dag import PIPELINE, Step, check_pipeline, code_version, downstream_of, step_fingerprint
+from workflows.liveness import DRIVER_TAG, KIND_TAG, driver_id, live_pipeline_in, reap_stale_runs
 from workflows.runtime import init_ray
 from workflows.steps import StepContext
 
-FP_TAG = "vidgen.fingerprint"
-STEP_TAG = "vidgen.step"
-OUTPUTS_TAG = "vidgen.outputs"
+# Re-exported: tests and older callers import these from here.
+FP_TAG, STEP_TAG, OUTPUTS_TAG, find_reusable = rs.FP_TAG, rs.STEP_TAG, rs.OUTPUTS_TAG, rs.find_reusable
 
 
 class StepFailed(RuntimeError):
@@ -54,39 +65,12 @@ class PipelineResult:
         return self.steps[step].outputs
 
 
-def _execute_step(name: str, cfg_json: dict[str, Any], inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+def _execute_step(fn: Callable[..., dict[str, Any]], cfg_json: dict[str, Any], inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Body of a step's Ray task: rebuild the typed config, run the step function."""
     cfg = PipelineConfig.model_validate(cfg_json)
-    step = next(s for s in PIPELINE if s.name == name)
-    outputs = step.fn(cfg, inputs, ctx)
+    outputs = fn(cfg, inputs, ctx)
     json.dumps(outputs)  # a step's outputs must be JSON-able; fail here, not in the next step
     return outputs
-
-
-def _outputs_exist(outputs: dict[str, Any]) -> bool:
-    """Local output folders a reused run points at must still be there."""
-    for key, value in outputs.items():
-        if key.endswith("_dir") and isinstance(value, str) and "://" not in value and not os.path.isdir(value):
-            return False
-    return True
-
-
-def find_reusable(client, experiment_id: str, fp: str):
-    """Newest FINISHED step run with this fingerprint whose outputs still exist, or None."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{FP_TAG}` = '{fp}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=10,
-    )
-    for run in runs:
-        raw = run.data.tags.get(OUTPUTS_TAG)
-        if raw is None:
-            continue
-        outputs = json.loads(raw)
-        if _outputs_exist(outputs):
-            return run, outputs
-    return None
 
 
 def _flat_params(cfg: PipelineConfig) -> dict[str, str]:
@@ -97,126 +81,195 @@ def _flat_params(cfg: PipelineConfig) -> dict[str, str]:
     return flat
 
 
+def _check_names(option: str, names: list[str], pipeline: tuple[Step, ...]) -> None:
+    known = [s.name for s in pipeline]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UserError(f"unknown step '{unknown[0]}' for {option}; steps are: {', '.join(known)}")
+
+
 def run_pipeline(
     cfg: PipelineConfig,
     workdir: Path,
     force: list[str] | None = None,
     echo: Callable[[str], None] = print,
+    *,
+    from_steps: list[str] | None = None,
+    pipeline: tuple[Step, ...] = PIPELINE,
 ) -> PipelineResult:
-    """Run the whole DAG; returns each step's record. Raises StepFailed or UserError."""
-    import mlflow
-    import ray
-    from mlflow.entities import Param
-    from ray.exceptions import RayTaskError
+    """Run the DAG; returns each step's record. Raises StepFailed or UserError.
 
-    from vidgen_core.tracking.mlflow_setup import (
-        default_artifact_location,
-        get_or_create_experiment,
-        resolve_tracking_uri,
-    )
+    Args:
+        force: steps to recompute although a finished run exists (and everything downstream).
+        from_steps: resume the pipeline at these steps: they and everything downstream
+            run; every other step is reused from its newest compatible run.
+        pipeline: the steps, in topological order (tests use small DAGs of their own).
+    """
+    from vidgen_core.tracking.mlflow_setup import open_store, resolve_tracking_uri, store_lock
 
-    unknown = [s for s in force or [] if s not in STEP_NAMES]
-    if unknown:
-        raise UserError(f"unknown step '{unknown[0]}' for --force; steps are: {', '.join(STEP_NAMES)}")
-    forced = downstream_of(list(force or []))
-
+    check_pipeline(pipeline)
+    _check_names("--force", list(force or []), pipeline)
+    _check_names("--from", list(from_steps or []), pipeline)
     t0 = time.time()
     tracking_uri = resolve_tracking_uri(cfg.tracking.uri, str(workdir))
-    client = mlflow.MlflowClient(tracking_uri)
-    experiment_id = get_or_create_experiment(
-        client, cfg.tracking.experiment, default_artifact_location(tracking_uri, str(workdir))
+    client, experiment_id = open_store(tracking_uri, cfg.tracking.experiment, workdir)
+    for run_id in reap_stale_runs(client, experiment_id):
+        echo(f"[vidgen] marked run {run_id} KILLED: its driver is gone")
+    driver = driver_id()
+    with store_lock(tracking_uri):  # check-then-create: two drivers starting at once must not both pass
+        other = live_pipeline_in(client, experiment_id, str(workdir))
+        if other is not None:
+            raise UserError(
+                f"another vidgen run (pipeline run {other}) is using work dir '{workdir}'; "
+                "wait for it to finish or pass another --workdir"
+            )
+        parent = client.create_run(
+            experiment_id,
+            run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}",
+            tags={KIND_TAG: "pipeline", "vidgen.config_hash": fingerprint(cfg), "vidgen.workdir": str(workdir),
+                  DRIVER_TAG: driver},
+        )
+    forced = downstream_of(list(force or []) + list(from_steps or []), pipeline)
+    # --from: every step outside the named steps' downstream may come from an older run.
+    relaxed = {s.name for s in pipeline} - forced if from_steps else set()
+    run = _PipelineRun(
+        cfg, workdir, pipeline, client, experiment_id, tracking_uri, parent.info.run_id, driver, echo,
+        forced=forced, relaxed=relaxed,
     )
-    fps = step_fingerprints(cfg, code_version())
+    _log_config(client, run.pid, cfg)
+    echo(f"[vidgen] pipeline run {run.pid} · tracking {tracking_uri}")
+    try:
+        run.loop()
+    except KeyboardInterrupt:
+        run.cancel()
+        client.set_terminated(run.pid, status="KILLED")
+        raise
+    except BaseException:
+        run.cancel()
+        client.set_terminated(run.pid, status="FAILED")
+        raise
+    client.log_metric(run.pid, "pipeline_duration_s", time.time() - t0)
+    client.set_terminated(run.pid, status="FINISHED")
+    return PipelineResult(run.pid, tracking_uri, experiment_id, run.records, time.time() - t0)
 
-    parent = client.create_run(
-        experiment_id,
-        run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={"vidgen.kind": "pipeline", "vidgen.config_hash": fingerprint(cfg), "vidgen.workdir": str(workdir)},
-    )
-    pid = parent.info.run_id
+
+def _log_config(client: Any, pid: str, cfg: PipelineConfig) -> None:
+    from mlflow.entities import Param
+
     params = [Param(k, v[:6000]) for k, v in _flat_params(cfg).items()]
     for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
         client.log_batch(pid, params=params[i : i + 100])
     client.log_dict(pid, config_dict(cfg), "config.json")
-    echo(f"[vidgen] pipeline run {pid} · tracking {tracking_uri}")
 
-    init_ray(cfg.ray)
-    remote_step = ray.remote(max_calls=1)(_execute_step)  # fresh process per step: no leaked state
-    records: dict[str, StepRecord] = {}
-    pending: dict[Any, tuple[str, str, float]] = {}  # ref -> (step, run_id, start)
-    started: set[str] = set()
-    cfg_json = config_dict(cfg)
 
-    def finish_parent(status: str) -> None:
-        client.set_terminated(pid, status=status)
+class _PipelineRun:
+    """State of one invocation: which steps are done, which Ray tasks are in flight."""
 
-    try:
-        while len(records) < len(PIPELINE):
+    def __init__(self, cfg: PipelineConfig, workdir: Path, pipeline: tuple[Step, ...], client: Any,
+                 experiment_id: str, tracking_uri: str, pid: str, driver: str, echo: Callable[[str], None],
+                 *, forced: set[str], relaxed: set[str]) -> None:
+        self.cfg, self.workdir, self.pipeline, self.client = cfg, workdir, pipeline, client
+        self.experiment_id, self.tracking_uri, self.pid, self.driver, self.echo = experiment_id, tracking_uri, pid, driver, echo
+        self.forced, self.relaxed = forced, relaxed
+        self.code = code_version()
+        self.cfg_json = config_dict(cfg)
+        self.records: dict[str, StepRecord] = {}
+        self.pending: dict[Any, tuple[str, str, str, float]] = {}  # ref -> (step, run_id, fp, start)
+        self.started: set[str] = set()
+        self.remote = None  # the Ray remote function, created when the first step runs
+
+    def loop(self) -> None:
+        while len(self.records) < len(self.pipeline):
             progressed = False
-            for step in PIPELINE:
-                if step.name in started or not all(d in records for d in step.deps):
-                    continue
-                started.add(step.name)
-                progressed = True
-                fp = fps[step.name]
-                found = None if step.name in forced else find_reusable(client, experiment_id, fp)
-                if found is not None:
-                    run, outputs = found
-                    records[step.name] = StepRecord(step.name, fp, run.info.run_id, True, 0.0, outputs)
-                    client.set_tag(pid, f"vidgen.step.{step.name}", f"reused {run.info.run_id}")
-                    echo(f"[vidgen] {step.name:<10} reused  run {run.info.run_id} (fingerprint {fp})")
-                    continue
-                out_dir = str(workdir / "steps" / f"{step.name}-{fp}")
-                child = client.create_run(
-                    experiment_id,
-                    run_name=step.name,
-                    tags={"mlflow.parentRunId": pid, STEP_TAG: step.name, FP_TAG: fp, "vidgen.kind": "step"},
-                )
-                ctx = StepContext(
-                    name=step.name, workdir=str(workdir), out_dir=out_dir, tracking_uri=tracking_uri,
-                    run_id=child.info.run_id, pipeline_run_id=pid, fingerprint=fp,
-                    upstream_fingerprints={d: fps[d] for d in step.deps},
-                )
-                os.makedirs(out_dir, exist_ok=True)
-                inputs = {d: records[d].outputs for d in step.deps}
-                ref = remote_step.options(num_cpus=step.num_cpus, name=f"vidgen:{step.name}").remote(
-                    step.name, cfg_json, inputs, ctx
-                )
-                pending[ref] = (step.name, child.info.run_id, time.time())
-                client.set_tag(pid, f"vidgen.step.{step.name}", f"ran {child.info.run_id}")
-                echo(f"[vidgen] {step.name:<10} started run {child.info.run_id}")
-            if progressed or not pending:
+            for step in self.pipeline:
+                if step.name not in self.started and all(d in self.records for d in step.deps):
+                    self.started.add(step.name)
+                    self._start(step)  # reused (a new record) or launched: either way, look again
+                    progressed = True
+            if progressed or not self.pending:
                 continue
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            name, run_id, start = pending.pop(ready[0])
-            try:
-                outputs = ray.get(ready[0])
-            except RayTaskError as exc:
-                client.set_terminated(run_id, status="FAILED")
-                cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
-                _cancel(ray, client, pending)
-                finish_parent("FAILED")
-                if isinstance(cause, UserError):
-                    raise UserError(f"step {name}: {cause}") from None
-                raise StepFailed(f"step {name} failed: {type(cause).__name__}: {cause}") from cause
-            duration = time.time() - start
-            client.set_tag(run_id, OUTPUTS_TAG, json.dumps(outputs))
-            client.log_dict(run_id, outputs, "outputs.json")
-            client.set_terminated(run_id, status="FINISHED")
-            records[name] = StepRecord(name, fps[name], run_id, False, duration, outputs)
-            echo(f"[vidgen] {name:<10} finished in {duration:.1f}s")
-    except KeyboardInterrupt:
-        _cancel(ray, client, pending)
-        finish_parent("KILLED")
-        raise
-    client.log_metric(pid, "pipeline_duration_s", time.time() - t0)
-    finish_parent("FINISHED")
-    return PipelineResult(pid, tracking_uri, experiment_id, records, time.time() - t0)
+            self._collect_one()
 
+    def _upstream(self, step: Step) -> dict[str, str]:
+        return {d: self.records[d].fingerprint for d in step.deps}
 
-def _cancel(ray, client, pending: dict[Any, tuple[str, str, float]]) -> None:
-    """Stop steps still running and mark their runs KILLED."""
-    for ref, (_, run_id, _) in list(pending.items()):
-        ray.cancel(ref, force=True)
-        client.set_terminated(run_id, status="KILLED")
-    pending.clear()
+    def _start(self, step: Step) -> None:
+        """Reuse ``step`` (a record now) or launch it (a pending Ray task)."""
+        upstream = self._upstream(step)
+        fp = step_fingerprint(step, self.cfg, upstream, self.code)
+        found = None
+        if step.name not in self.forced:
+            found = rs.find_reusable(self.client, self.experiment_id, fp)
+            if found is None and step.name in self.relaxed:
+                found = rs.find_compatible(self.client, self.experiment_id, step.name, upstream)
+        if found is not None:
+            prev, outputs = found
+            fp = prev.data.tags[rs.FP_TAG]
+            self.records[step.name] = StepRecord(step.name, fp, prev.info.run_id, True, 0.0, outputs)
+            self.client.set_tag(self.pid, rs.pipeline_step_tag(step.name), f"reused {prev.info.run_id}")
+            self.echo(f"[vidgen] {step.name:<10} reused  run {prev.info.run_id} (fingerprint {fp})")
+            return
+        self._launch(step, fp, upstream)
+
+    def _launch(self, step: Step, fp: str, upstream: dict[str, str]) -> None:
+        import ray
+
+        tags = {"mlflow.parentRunId": self.pid, rs.STEP_TAG: step.name, rs.FP_TAG: fp, KIND_TAG: "step",
+                rs.UPSTREAM_TAG: json.dumps(upstream, sort_keys=True), rs.PIPELINE_TAG: self.pid,
+                DRIVER_TAG: self.driver}
+        interrupted = rs.find_interrupted(self.client, self.experiment_id, fp)
+        if interrupted is not None:
+            tags[rs.RESUMES_TAG] = interrupted
+        child = self.client.create_run(self.experiment_id, run_name=step.name, tags=tags)
+        out_dir = str(self.workdir / "steps" / f"{step.name}-{fp}")
+        ctx = StepContext(
+            name=step.name, workdir=str(self.workdir), out_dir=out_dir, tracking_uri=self.tracking_uri,
+            run_id=child.info.run_id, pipeline_run_id=self.pid, fingerprint=fp, upstream_fingerprints=upstream,
+        )
+        os.makedirs(out_dir, exist_ok=True)
+        if self.remote is None:
+            init_ray(self.cfg.ray)  # only now: a fully reused pipeline never starts Ray
+            self.remote = ray.remote(max_calls=1)(_execute_step)  # fresh process per step: no leaked state
+        inputs = {d: self.records[d].outputs for d in step.deps}
+        ref = self.remote.options(num_cpus=step.num_cpus, num_gpus=step.num_gpus, name=f"vidgen:{step.name}").remote(
+            step.fn, self.cfg_json, inputs, ctx
+        )
+        self.pending[ref] = (step.name, child.info.run_id, fp, time.time())
+        self.client.set_tag(self.pid, rs.pipeline_step_tag(step.name), f"ran {child.info.run_id}")
+        note = f" (continues interrupted run {interrupted})" if interrupted else ""
+        self.echo(f"[vidgen] {step.name:<10} started run {child.info.run_id}{note}")
+
+    def _collect_one(self) -> None:
+        import ray
+        from ray.exceptions import RayTaskError
+
+        ready, _ = ray.wait(list(self.pending), num_returns=1)
+        name, run_id, fp, start = self.pending.pop(ready[0])
+        try:
+            outputs = ray.get(ready[0])
+        except RayTaskError as exc:
+            self.client.set_terminated(run_id, status="FAILED")
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
+            if isinstance(cause, UserError):
+                raise UserError(f"step {name}: {cause}") from None
+            raise StepFailed(f"step {name} failed: {type(cause).__name__}: {cause}") from cause
+        except Exception as exc:  # the task's worker died (OOM, lost node): no exception of the step's own
+            self.client.set_terminated(run_id, status="FAILED")
+            raise StepFailed(f"step {name} failed: {type(exc).__name__}: {exc}") from exc
+        duration = time.time() - start
+        self.client.set_tag(run_id, rs.OUTPUTS_TAG, json.dumps(outputs))
+        self.client.log_dict(run_id, outputs, "outputs.json")
+        self.client.set_terminated(run_id, status="FINISHED")
+        self.records[name] = StepRecord(name, fp, run_id, False, duration, outputs)
+        self.echo(f"[vidgen] {name:<10} finished in {duration:.1f}s")
+
+    def cancel(self) -> None:
+        """Stop steps still running and mark their runs KILLED."""
+        if not self.pending:
+            return
+        import ray
+
+        for ref, (_, run_id, _, _) in list(self.pending.items()):
+            ray.cancel(ref, force=True)
+            self.client.set_terminated(run_id, status="KILLED")
+        self.pending.clear()

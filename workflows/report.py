@@ -22,11 +22,19 @@ def print_summary(result: PipelineResult, workdir: Path) -> None:
         f"VAE test PSNR {ev['vae_psnr']:.2f} dB, SSIM {ev['vae_ssim']:.3f} "
         f"(mean-frame baseline {ev['baseline_psnr']:.2f} dB, {ev['baseline_ssim']:.3f}) on {ev['num_test_clips']} clips"
     )
+    if "gan_diversity_ratio" in ev:
+        echo(
+            f"GAN samples vs test clips: std ratio {ev['gan_std_ratio']:.2f}, motion ratio {ev['gan_motion_ratio']:.2f}, "
+            f"diversity ratio {ev['gan_diversity_ratio']:.2f}, mean-colour gap {ev['gan_mean_abs_diff']:.1f} levels"
+        )
     reg = result.outputs("register")
     for kind in ("vae", "gan"):
         r = reg[kind]
-        alias = " @candidate" if reg["gate_passed"] else ""
-        echo(f"registered {r['name']} version {r['version']}{alias}  ({r['model_uri']})")
+        champion = reg.get("is_champion", reg.get("champion_moved"))
+        aliases = [a for a, on in (("candidate", reg["gate_passed"]), ("champion", champion)) if on]
+        alias = "".join(f" @{a}" for a in aliases)
+        again = " (already registered)" if r.get("reused") else ""
+        echo(f"registered {r['name']} version {r['version']}{alias}{again}  ({r['model_uri']})")
     echo(f"decision: {reg['decision']}")
     echo(f"tracking URI: {result.tracking_uri}")
     if result.tracking_uri.startswith("sqlite:"):

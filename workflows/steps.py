@@ -131,10 +131,14 @@ def train_gan(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> 
 
 
 def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """PSNR/SSIM of the VAE on the test split against the mean-frame baseline."""
+    """VAE PSNR/SSIM on the test split against the mean-frame baseline, and GAN sample statistics."""
     from vidgen_core.eval.evaluate import evaluate_vae
+    from vidgen_core.eval.gan_eval import evaluate_gan
 
-    metrics = evaluate_vae(inputs["train_vae"]["model_dir"], inputs["ingest"]["shard_dir"], cfg.eval)
+    shard_dir, vae_dir = inputs["ingest"]["shard_dir"], inputs["train_vae"]["model_dir"]
+    metrics = evaluate_vae(vae_dir, shard_dir, cfg.eval)
+    metrics["vae_psnr_gain_db"] = metrics["vae_psnr"] - metrics["baseline_psnr"]
+    metrics.update(evaluate_gan(inputs["train_gan"]["model_dir"], vae_dir, shard_dir, cfg.eval))
     ctx.log_metrics(metrics)
     from vidgen_core.tracking.artifacts import log_json
 
@@ -143,43 +147,66 @@ def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
 
 
 def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Register both models; move ``candidate`` only when the VAE passes its gate."""
-    from vidgen_core.config import fingerprint
+    """Register the VAE + GAN pair, then move ``candidate``/``champion`` as the registry policy decides.
+
+    The pair's identity (its two training runs) is the dedupe key: re-running
+    register for the same trained models after a crash adds no version.
+    """
+    from vidgen_core.config import EVAL_METRICS, fingerprint
+    from vidgen_core.tracking.artifacts import log_json
+    from vidgen_core.tracking.mlflow_setup import store_lock
+    from vidgen_core.tracking.promotion import apply_decision, current_champion, decide
     from vidgen_core.tracking.registry import register_model
 
     metrics = inputs["evaluate"]
-    gain = metrics["vae_psnr"] - metrics["baseline_psnr"]
-    passed = gain >= cfg.registry.min_psnr_gain_db
+    vae_run, gan_run = inputs["train_vae"].get("mlflow_run_id", ""), inputs["train_gan"].get("mlflow_run_id", "")
     tags = {
         "data_manifest_fingerprint": inputs["ingest"]["manifest_fingerprint"],
         "config_hash": fingerprint(cfg),
         "pipeline_run_id": ctx.pipeline_run_id,
+        "register_run_id": ctx.run_id,
         "git_commit": _git_commit(),
-        "vae_psnr": f"{metrics['vae_psnr']:.4f}",
-        "vae_ssim": f"{metrics['vae_ssim']:.4f}",
-        "baseline_psnr": f"{metrics['baseline_psnr']:.4f}",
-        "gate_passed": str(passed).lower(),
+        "code_version": _code_version(),
+        "train_vae_fingerprint": ctx.upstream_fingerprints.get("train_vae", ""),
+        "train_gan_fingerprint": ctx.upstream_fingerprints.get("train_gan", ""),
+        # Full precision: the champion comparison reads these back (a rounded tag would
+        # let the very same VAE "beat" itself by the rounding error).
+        **{m: repr(float(metrics[m])) for m in EVAL_METRICS if isinstance(metrics.get(m), (int, float))},
     }
+    pair = {"vae_run": vae_run, "gan_run": gan_run, "vae_fp": tags["train_vae_fingerprint"],
+            "gan_fp": tags["train_gan_fingerprint"]}
     prefix = cfg.registry.model_prefix
     vae = register_model(
-        "vae", inputs["train_vae"]["model_dir"], f"{prefix}-vae",
-        {**tags, "train_run_id": inputs["train_vae"].get("mlflow_run_id", "")},
-        run_id=ctx.run_id, set_candidate=passed, tracking_uri=ctx.tracking_uri,
+        "vae", inputs["train_vae"]["model_dir"], f"{prefix}-vae", {**tags, "train_run_id": vae_run},
+        run_id=ctx.run_id, set_candidate=False, tracking_uri=ctx.tracking_uri,
+        dedupe_key=fingerprint({"kind": "vae", **pair}),
     )
     gan = register_model(
         "gan", inputs["train_gan"]["model_dir"], f"{prefix}-gan",
-        {**tags, "vae_model_version": str(vae["version"])},
-        run_id=ctx.run_id, vae_dir=inputs["train_vae"]["model_dir"], set_candidate=passed,
-        tracking_uri=ctx.tracking_uri,
+        {**tags, "train_run_id": gan_run, "vae_model_version": str(vae["version"])},
+        run_id=ctx.run_id, vae_dir=inputs["train_vae"]["model_dir"], set_candidate=False,
+        tracking_uri=ctx.tracking_uri, dedupe_key=fingerprint({"kind": "gan", **pair}),
     )
-    decision = (
-        f"candidate set: VAE PSNR {metrics['vae_psnr']:.2f} dB beats the mean-frame baseline "
-        f"{metrics['baseline_psnr']:.2f} dB by {gain:.2f} dB (gate {cfg.registry.min_psnr_gain_db} dB)"
-        if passed
-        else f"candidate NOT moved: VAE PSNR gain {gain:.2f} dB is below the gate {cfg.registry.min_psnr_gain_db} dB"
-    )
-    ctx.client().set_tag(ctx.run_id, "vidgen.decision", decision)
-    return {"vae": vae, "gan": gan, "gate_passed": passed, "decision": decision}
+    client = ctx.client()
+    # Read-compare-move under a lock: two pipelines registering at once must not both
+    # read the old champion and each move the alias.
+    with store_lock(ctx.tracking_uri):
+        champion = current_champion(client, vae["name"], cfg.registry.champion_metric)
+        decision = decide(metrics, cfg.registry, champion, str(vae["version"]))
+        apply_decision(client, {vae["name"]: str(vae["version"]), gan["name"]: str(gan["version"])}, decision)
+    client.set_tag(ctx.run_id, "vidgen.decision", decision.reason[:5000])
+    log_json(client, ctx.run_id, {**decision.as_dict(), "vae": vae, "gan": gan}, "promotion.json")
+    return {
+        "vae": vae, "gan": gan, "gate_passed": decision.gate_passed, "champion_moved": decision.promote,
+        "decision": decision.reason, "champion_before": decision.champion_version,
+        "is_champion": decision.promote or decision.champion_version == str(vae["version"]),
+    }
+
+
+def _code_version() -> str:
+    from workflows.dag import code_version
+
+    return code_version()
 
 
 def _git_commit() -> str:

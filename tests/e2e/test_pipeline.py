@@ -36,7 +36,8 @@ def test_clip_counts_match_the_plan(pipeline) -> None:
     source = Path(result.outputs("synth")["source"])
     videos = sorted(source.rglob("*.mp4"))
     assert len(videos) == len(cfg.synth.classes) * cfg.synth.videos_per_class
-    expected = sum(len(plan_clips(probe(str(v)).num_frames, cfg.ingest)) for v in videos)
+    infos = [probe(str(v)) for v in videos]
+    expected = sum(len(plan_clips(i.num_frames, cfg.ingest, i.fps)) for i in infos)
     manifest = json.loads((Path(result.outputs("ingest")["shard_dir"]) / "manifest.json").read_text())
     assert expected > 0
     assert manifest["num_clips"] == expected
@@ -50,7 +51,9 @@ def test_vae_beats_the_mean_frame_baseline(pipeline) -> None:
     metrics = result.outputs("evaluate")
     assert metrics["num_test_clips"] > 0
     assert metrics["vae_psnr"] > metrics["baseline_psnr"], metrics
-    assert result.outputs("register")["gate_passed"] is True
+    register = result.outputs("register")
+    assert register["gate_passed"] is True and register["champion_moved"] is True, register["decision"]
+    assert "first version to pass the gates" in register["decision"]
 
 
 def test_registered_vae_loads_in_a_fresh_process_without_pickle(pipeline, tmp_path: Path) -> None:
@@ -67,7 +70,7 @@ def test_registered_vae_loads_in_a_fresh_process_without_pickle(pipeline, tmp_pa
             raise AssertionError("unpickling attempted")
         pickle.load = pickle.loads = cloudpickle.load = cloudpickle.loads = _refuse
 
-        model = mlflow.pyfunc.load_model("models:/vidgen-vae@candidate")
+        model = mlflow.pyfunc.load_model("models:/vidgen-vae@champion")
         clips, _ = load_clips({shard_dir!r}, "test", limit=2)
         recon = model.predict(clips)
         assert recon.shape == clips.shape and recon.dtype == np.uint8, (recon.shape, recon.dtype)
@@ -84,8 +87,10 @@ def test_registered_vae_loads_in_a_fresh_process_without_pickle(pipeline, tmp_pa
     import mlflow
 
     client = mlflow.MlflowClient(result.tracking_uri)
-    version = client.get_model_version_by_alias("vidgen-vae", "candidate")
-    for key in ("data_manifest_fingerprint", "config_hash", "pipeline_run_id", "git_commit", "vae_psnr"):
+    version = client.get_model_version_by_alias("vidgen-vae", "champion")
+    assert client.get_model_version_by_alias("vidgen-vae", "candidate").version == version.version
+    for key in ("data_manifest_fingerprint", "config_hash", "pipeline_run_id", "git_commit", "vae_psnr",
+                "gan_diversity_ratio", "vidgen.promotion"):
         assert key in version.tags, key
     assert version.tags["pipeline_run_id"] == result.pipeline_run_id
     files = _artifact_files(client, version.model_id or version.source.removeprefix("models:/"))
@@ -100,11 +105,40 @@ def _artifact_files(client, model_id: str) -> list[str]:
     return [str(p) for p in Path(urlparse(location).path).rglob("*") if p.is_file()]
 
 
+def _step_runs(result) -> int:
+    import mlflow
+
+    client = mlflow.MlflowClient(result.tracking_uri)
+    return len(client.search_runs([result.experiment_id], "tags.`vidgen.kind` = 'step'"))
+
+
 def test_second_run_reuses_every_step(pipeline) -> None:
     from workflows.executor import run_pipeline
 
     cfg, workdir, first = pipeline
+    runs_before = _step_runs(first)
     second = run_pipeline(cfg, workdir, echo=lambda _: None)
     assert all(rec.reused for rec in second.steps.values())
     assert {k: r.run_id for k, r in second.steps.items()} == {k: r.run_id for k, r in first.steps.items()}
-    assert second.duration_s < 30
+    assert _step_runs(second) == runs_before  # no step, training included, was started
+    print(f"first run {first.duration_s:.1f}s, second run {second.duration_s:.1f}s")
+    assert second.duration_s < 15 or second.duration_s < 0.1 * first.duration_s
+
+
+def test_a_train_gan_change_reruns_train_gan_evaluate_register_only(pipeline) -> None:
+    import mlflow
+
+    from workflows.executor import run_pipeline
+
+    cfg, workdir, first = pipeline
+    changed = cfg.model_copy(update={"train_gan": cfg.train_gan.model_copy(update={"steps": cfg.train_gan.steps + 5})})
+    result = run_pipeline(changed, workdir, echo=lambda _: None)
+    assert {n for n, r in result.steps.items() if not r.reused} == {"train_gan", "evaluate", "register"}
+    assert result.steps["train_vae"].run_id == first.steps["train_vae"].run_id
+    register = result.outputs("register")
+    assert register["vae"]["version"] == register["gan"]["version"] == "2"  # a new pair
+    client = mlflow.MlflowClient(result.tracking_uri)
+    decision = client.get_run(result.steps["register"].run_id).data.tags["vidgen.decision"]
+    assert decision == register["decision"] and "champion" in decision
+    champion = client.get_model_version_by_alias("vidgen-vae", "champion").version
+    assert str(champion) == ("2" if register["champion_moved"] else "1")

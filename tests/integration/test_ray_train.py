@@ -33,7 +33,7 @@ def _config(**train: object) -> PipelineConfig:
         {
             "ingest": {"clip_len": CLIP_LEN, "size": SIZE},
             "vae": {"base_channels": 8},
-            "gan": {"base_channels": 8, "noise_dim": 8},
+            "gan": {"base_channels": 8, "noise_dim": 8, "r1_gamma": 1.0},  # R1 (double backward) under DDP
             "train_vae": base,
             "train_gan": {**base, "lr": 2e-4},
         }
@@ -84,8 +84,8 @@ def vae_run(workspace, ray_cluster):
 
     run_id = _new_run(workspace)
     out = train_vae_ray(
-        _config(), workspace["shards"], str(workspace["root"] / "vae"), str(workspace["root"] / "ray"), "vae-run",
-        workspace["uri"], run_id, dataset=_dataset(ray_cluster),
+        _config(sample_every=2), workspace["shards"], str(workspace["root"] / "vae"), str(workspace["root"] / "ray"),
+        "vae-run", workspace["uri"], run_id, dataset=_dataset(ray_cluster),
     )
     return out, run_id
 
@@ -100,7 +100,8 @@ def test_train_vae_writes_model_metrics_and_video(workspace, vae_run) -> None:
     assert out["checkpoint"].endswith("checkpoint_00000004")
     history = workspace["client"].get_metric_history(run_id, "loss")
     assert sorted(m.step for m in history) == [1, 2, 3, 4]
-    assert _artifacts(workspace, run_id) == ["samples/vae_recon.mp4"]
+    # sample_every=2: a reconstruction video at steps 2 and 4, plus the final one
+    assert _artifacts(workspace, run_id) == ["samples/step_00000002", "samples/step_00000004", "samples/vae_recon.mp4"]
 
     from vidgen_core.models.io import load_model
 
@@ -109,16 +110,34 @@ def test_train_vae_writes_model_metrics_and_video(workspace, vae_run) -> None:
 
 
 def test_train_vae_resumes_from_checkpoint_with_ddp(workspace, vae_run, ray_cluster) -> None:
-    """Same run name, more steps: continues from step 4, now on two DDP workers (gloo)."""
+    """Same run name, more steps: continues from step 4, now on two DDP workers (gloo), with gradient
+    accumulation and the patch discriminator switched on at step 5 (a fresh one: the checkpoint has none)."""
     from vidgen_core.train.ray_train import train_vae_ray
 
+    cfg = _config(steps=6, num_workers=2, grad_accum=2, adv_weight=0.1, adv_start_step=4, adv_disc_channels=8)
     out = train_vae_ray(
-        _config(steps=6, num_workers=2), workspace["shards"], str(workspace["root"] / "vae6"),
+        cfg, workspace["shards"], str(workspace["root"] / "vae6"),
         str(workspace["root"] / "ray"), "vae-run", None, None, dataset=_dataset(ray_cluster),
     )
     assert out["start_step"] == 4 and out["steps"] == 6 and math.isfinite(out["final_loss"])
     assert out["checkpoint"].endswith("checkpoint_00000006")
     assert (Path(out["model_dir"]) / "weights.safetensors").is_file()
+    assert math.isfinite(out["metrics"]["loss_d"]) and math.isfinite(out["metrics"]["adv_g"])
+    from vidgen_core.train.checkpoint import load_state
+
+    assert set(load_state(out["checkpoint"]).models) == {"vae", "vae_disc"}
+
+
+def test_rank0_tracker_records_events(workspace) -> None:
+    from vidgen_core.train.ray_common import JobArgs, Rank0Tracker
+
+    run_id = _new_run(workspace)
+    tracker = Rank0Tracker(JobArgs(out_dir="unused", tracking_uri=workspace["uri"], mlflow_run_id=run_id), 0, 1)
+    tracker.on_event(7, "guard_rollback", {"from_step": 7, "to_step": 4, "rollbacks": 1, "lr_g": 1e-4})
+    run = workspace["client"].get_run(run_id)
+    assert json.loads(run.data.tags["vidgen.event.guard_rollback.1"])["to_step"] == 4
+    assert run.data.metrics["event_guard_rollback"] == 1.0
+    assert Rank0Tracker(JobArgs(out_dir="x", mlflow_run_id=run_id), 1, 2).enabled is False  # rank 1: no side effects
 
 
 def test_train_gan_on_frozen_vae(workspace, vae_run, ray_cluster) -> None:
@@ -136,29 +155,6 @@ def test_train_gan_on_frozen_vae(workspace, vae_run, ray_cluster) -> None:
     assert doc["extra"]["vae_dir"] == vae_run[0]["model_dir"]
     assert "loss_d" in workspace["client"].get_run(run_id).data.metrics
     assert _artifacts(workspace, run_id) == ["samples/gan_samples.mp4"]
-
-
-class _FakeShard:
-    """Stands in for a Ray DataIterator: ``rows`` clips, batches of ``batch_size`` (drop_last)."""
-
-    def __init__(self, rows: int) -> None:
-        self.rows = rows
-
-    def iter_torch_batches(self, batch_size: int, drop_last: bool):
-        import torch
-
-        assert drop_last
-        for _ in range(self.rows // batch_size):
-            yield {"frames": torch.zeros(batch_size, CLIP_LEN, SIZE, SIZE, 3, dtype=torch.uint8), "label": torch.zeros(batch_size)}
-
-
-def test_cycle_batches_runs_epochs_and_rejects_empty_shards() -> None:
-    from vidgen_core.train.ray_train import _cycle_batches
-
-    batches = _cycle_batches(_FakeShard(5), 2, "train_vae")
-    assert [tuple(next(batches)[0].shape)[0] for _ in range(7)] == [2] * 7  # 2 full batches per epoch, cycled
-    with pytest.raises(UserError, match="lower train_vae.batch_size"):
-        next(_cycle_batches(_FakeShard(3), 4, "train_vae"))
 
 
 def test_batch_larger_than_split_fails_on_the_driver(tmp_path) -> None:

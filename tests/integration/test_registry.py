@@ -86,7 +86,7 @@ def registered(tracking, model_dirs):
 def test_versions_aliases_tags_and_run_link(tracking, registered):
     client = tracking.client
     assert registered.vae == {"name": "vidgen-vae", "version": "1", "model_uri": "models:/vidgen-vae/1",
-                              "alias_uri": "models:/vidgen-vae@candidate"}
+                              "alias_uri": "models:/vidgen-vae@candidate", "reused": False}
     for name, result in (("vidgen-vae", registered.vae), ("vidgen-gan", registered.gan)):
         mv = client.get_model_version_by_alias(name, "candidate")
         assert str(mv.version) == result["version"]  # the SQLite store returns an int
@@ -257,3 +257,99 @@ def test_experiment_helpers_and_artifact_logging(tracking, tmp_path):
     assert json.loads(Path(local).read_text()) == report
     log_metrics(client, run.info.run_id, {**report, "passed": True, "note": "x", "ssim": np.float32(0.5)})
     assert client.get_run(run.info.run_id).data.metrics == {"vae_psnr": 30.5, "num_test_clips": 4.0, "ssim": 0.5}
+
+
+def test_the_same_dedupe_key_registers_one_version(tracking, model_dirs):
+    from vidgen_core.tracking.registry import register_model
+
+    run = tracking.client.create_run(tracking.experiment_id)
+    kw = {"run_id": run.info.run_id, "tracking_uri": tracking.uri, "set_candidate": False}
+    a = register_model("vae", model_dirs.vae, "dedupe-vae", {"round": "1"}, dedupe_key="pair-1", **kw)
+    b = register_model("vae", model_dirs.vae, "dedupe-vae", {"round": "2"}, dedupe_key="pair-1", **kw)
+    assert (a["version"], a["reused"], b["version"], b["reused"]) == ("1", False, "1", True)
+    assert tracking.client.get_model_version("dedupe-vae", "1").tags["round"] == "2"  # lineage refreshed
+    c = register_model("vae", model_dirs.vae, "dedupe-vae", {}, dedupe_key="pair-2", **kw)
+    assert c["version"] == "2"
+    assert len(tracking.client.search_model_versions("name = 'dedupe-vae'")) == 2
+
+
+class _Payload:
+    """Unpickling this creates a marker file: proof that a loader unpickled it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _logged_root(client, name: str, version: str) -> Path:
+    source = client.get_model_version(name, version).source
+    return Path(urlparse(client.get_logged_model(source.removeprefix("models:/")).artifact_location).path)
+
+
+@pytest.fixture()
+def tampered(tracking, model_dirs, tmp_path):
+    """A freshly registered VAE whose artifact folder the test then tampers with."""
+    from vidgen_core.tracking.registry import register_model
+
+    run = tracking.client.create_run(tracking.experiment_id)
+    name = f"tamper-{tmp_path.name[-12:].strip('_-')}".lower()
+    v = register_model("vae", model_dirs.vae, name, {}, run_id=run.info.run_id, tracking_uri=tracking.uri)
+    return SimpleNamespace(name=name, uri=f"models:/{name}/{v['version']}",
+                           root=_logged_root(tracking.client, name, v["version"]), marker=tmp_path / "PWNED")
+
+
+def test_pickle_in_place_of_the_weights_is_refused_everywhere(tracking, tampered, tmp_path):
+    import pickle
+
+    from vidgen_core.tracking.registry import load_pyfunc
+
+    weights = tampered.root / "artifacts" / "model" / "weights.safetensors"
+    weights.write_bytes(pickle.dumps(_Payload(str(tampered.marker)), protocol=4))
+    with pytest.raises(UserError, match="weights file is a pickle, not safetensors") as err:
+        load_pyfunc(tampered.uri, tracking_uri=tracking.uri)
+    assert "\n" not in str(err.value)
+    # A user calling MLflow directly hits the same check in the pyfunc's load_context.
+    code = f"import mlflow; mlflow.set_tracking_uri({tracking.uri!r}); mlflow.pyfunc.load_model({tampered.uri!r})"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "refusing to load model artifact" in proc.stderr and "is a pickle, not safetensors" in proc.stderr
+    assert not tampered.marker.exists()
+
+
+def test_a_cloudpickled_python_model_is_refused_before_mlflow_reads_it(tracking, tampered):
+    import pickle
+
+    import yaml
+
+    from vidgen_core.tracking.registry import load_pyfunc
+
+    (tampered.root / "python_model.pkl").write_bytes(pickle.dumps(_Payload(str(tampered.marker))))
+    mlmodel = yaml.safe_load((tampered.root / "MLmodel").read_text())
+    pyfunc = mlmodel["flavors"]["python_function"]
+    pyfunc.pop("model_code_path")
+    pyfunc.update(loader_module="mlflow.pyfunc.model", python_model="python_model.pkl")
+    (tampered.root / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    with pytest.raises(UserError, match="refusing to load model artifact .*its python_model is cloudpickled"):
+        load_pyfunc(tampered.uri, tracking_uri=tracking.uri)
+    assert not tampered.marker.exists()
+
+
+def test_models_list_show_promote(tracking, registered):
+    from vidgen_core.tracking.models_cli import list_models, promote, show_model
+
+    listing = "\n".join(list_models(tracking.client, "vidgen-"))
+    assert "vidgen-vae" in listing and "vidgen-gan" in listing and "@candidate" in listing
+    assert promote(tracking.client, "vidgen-vae", "1")[0] == "vidgen-vae @champion -> version 1"
+    shown = "\n".join(show_model(tracking.client, "models:/vidgen-vae@champion"))
+    assert shown.startswith("vidgen-vae version 1 @candidate @champion")
+    assert "data_manifest_fingerprint" in shown and "abc123" in shown
+    assert "manual: @champion set by `vidgen models promote`" in shown
+    with pytest.raises(UserError, match="unknown model URI 'models:/vidgen-vae/77'"):
+        show_model(tracking.client, "models:/vidgen-vae/77")
+    with pytest.raises(UserError, match="bad model URI"):
+        show_model(tracking.client, "vidgen-vae")
+    with pytest.raises(UserError, match="unknown model URI"):
+        promote(tracking.client, "vidgen-vae", "99")

@@ -39,3 +39,35 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], messa
     if args[0] == "run" and "--force" not in args:
         assert not workdir.exists()
     assert not (tmp_path / "shards").exists()
+
+
+def test_an_unreachable_tracking_server_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+    for args in (["run", "--set", "data.source=."], ["models", "list"], ["status"]):
+        proc = subprocess.run([sys.executable, "-m", "vidgen_core.cli", *args, "--workdir", str(tmp_path / "wd")],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+        assert last.startswith(f"vidgen: error: cannot reach the MLflow tracking server at 'http://127.0.0.1:{port}'"), last
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--from", "nope", "--set", "data.source=."], "unknown step 'nope' for --from"),
+        (["status"], "nothing has run in work dir"),
+        (["models", "list"], "no MLflow store at"),
+        (["models", "show", "vidgen-vae"], "no MLflow store at"),
+    ],
+)
+def test_more_user_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = _vidgen(*args, "--workdir", str(tmp_path / "wd"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("vidgen: error: ") and message in last, proc.stderr

@@ -147,7 +147,7 @@ def test_fit_gan_runs_with_finite_losses(num_classes: int) -> None:
         assert state.extra["latent_scale"] > 0
         checkpoints.append(step)
 
-    g, d = fit_gan(
+    g, d, serving = fit_gan(
         SMALL_GAN, cfg, vae, _labelled(4), num_classes,
         on_log=lambda s, m: logs.append(m), on_checkpoint=on_checkpoint,
     )
@@ -164,6 +164,7 @@ def test_fit_gan_runs_with_finite_losses(num_classes: int) -> None:
     videos = sample_videos(g, vae, 3, seed=1)
     assert videos.shape == (3, 3, 8, 16, 16)
     assert torch.equal(videos, sample_videos(g, vae, 3, seed=1))
+    assert serving is not g and float(serving.latent_scale) == float(g.latent_scale)  # the EMA copy
 
 
 def test_fit_gan_rejects_unlabelled_clips_when_conditional() -> None:

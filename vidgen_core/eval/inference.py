@@ -69,6 +69,8 @@ def generate(
 ) -> np.ndarray:
     """Sample videos from a latent GAN and decode them with its frozen VAE.
 
+    A pixel-space generator (``space == "pixel"``) emits the clips itself; ``vae`` is then unused.
+
     Args:
         generator: a LatentGenerator: ``noise_dim``, ``conditional`` and
             ``vae_latents(noise (B, noise_dim), labels (B,) | None)`` -> VAE-scale
@@ -99,10 +101,13 @@ def generate(
         if bool(bad.any()):
             raise ValueError(f"labels must lie in [0, {generator.num_classes}), got {int(lab[bad][0])}")
     out = []
+    pixel = getattr(generator, "space", "latent") == "pixel"  # a pixel-space GAN emits clips itself
     for i in range(0, num_samples, batch_size):
-        z = generator.vae_latents(
-            noise[i : i + batch_size].to(device),
-            None if lab is None else lab[i : i + batch_size].to(device),
-        )
+        noise_i = noise[i : i + batch_size].to(device)
+        lab_i = None if lab is None else lab[i : i + batch_size].to(device)
+        if pixel:
+            out.append(video_to_frames(generator(noise_i, lab_i)))
+            continue
+        z = generator.vae_latents(noise_i, lab_i)
         out.append(video_to_frames(vae.decode(z.to(module_device(vae)))))
     return np.concatenate(out)

@@ -1,19 +1,23 @@
-"""Latent GAN: a generator of VAE latents and a discriminator on latents.
+"""Video GANs: a generator of VAE latents (default) or of pixels, and a discriminator.
 
-The GAN never sees pixels. Real samples are the frozen VAE encoder's posterior
-means, multiplied by ``latent_scale`` (1 / their std, measured once per run) so
-the generator targets roughly unit-variance latents; to decode a generated
-latent, divide by ``latent_scale`` and call ``VideoVAE.decode``
-(:meth:`LatentGenerator.vae_latents` does the division).
+Latent space (``GANConfig.space = "latent"``): the GAN never sees pixels. Real
+samples are the frozen VAE encoder's posterior means, multiplied by
+``latent_scale`` (1 / their std, measured once per run) so the generator
+targets roughly unit-variance latents; to decode a generated latent, divide by
+``latent_scale`` and call ``VideoVAE.decode`` (:meth:`LatentGenerator.vae_latents`
+does the division). Pixel space (``"pixel"``): :class:`PixelGenerator` emits
+clips in [-1, 1] directly and the discriminator reads clips.
 
-Shapes: noise (B, noise_dim), labels (B,) int64, latents (B, C, T', H', W') with
-``latent_shape = (C, T', H', W')``. Imports torch only; the config is any object
-with GANConfig's attributes.
+Shapes: noise (B, noise_dim), labels (B,) int64, samples (B, C, T', H', W') with
+``latent_shape = (C, T', H', W')`` (for pixels C = 3 and T', H', W' are the
+clip's own). Every generator has ``space``, ``noise_dim``, ``conditional``,
+``num_classes`` and ``latent_shape``. Imports torch only; the config is any
+object with GANConfig's attributes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +42,21 @@ def _check_latent_shape(latent_shape: tuple[int, ...]) -> tuple[int, int, int, i
     return c, t, h, w
 
 
+def _maybe_spectral_norm(cfg: GANConfig) -> Callable[[nn.Module], nn.Module]:
+    # Configs saved before the option existed used spectral norm.
+    return spectral_norm if getattr(cfg, "spectral_norm", True) else (lambda module: module)
+
+
+def _label_input(noise: torch.Tensor, labels: torch.Tensor | None, embed: nn.Module | None, noise_dim: int) -> torch.Tensor:
+    if noise.dim() != 2 or noise.shape[1] != noise_dim:
+        raise ValueError(f"expected noise (B, {noise_dim}), got shape {tuple(noise.shape)}")
+    if embed is None:
+        return noise
+    if labels is None:
+        raise ValueError("this generator is class-conditional: pass labels (B,) in [0, num_classes)")
+    return torch.cat([noise, embed(labels)], dim=1)
+
+
 class LatentGenerator(nn.Module):
     """noise (B, noise_dim) [+ labels (B,)] -> latents (B, C, T', H', W') in the scaled latent space.
 
@@ -45,6 +64,8 @@ class LatentGenerator(nn.Module):
     where possible), then residual 3D-conv blocks refine and upsample it.
     Class conditioning concatenates a learned label embedding to the noise.
     """
+
+    space = "latent"
 
     def __init__(self, cfg: GANConfig, latent_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
@@ -71,13 +92,7 @@ class LatentGenerator(nn.Module):
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """noise (B, noise_dim), labels (B,) or None -> latents (B, C, T', H', W') (scaled space)."""
-        if noise.dim() != 2 or noise.shape[1] != self.noise_dim:
-            raise ValueError(f"expected noise (B, {self.noise_dim}), got shape {tuple(noise.shape)}")
-        h = noise
-        if self.conditional:
-            if labels is None:
-                raise ValueError("this generator is class-conditional: pass labels (B,) in [0, num_classes)")
-            h = torch.cat([noise, self.embed(labels)], dim=1)
+        h = _label_input(noise, labels, self.embed, self.noise_dim)
         h = self.fc(h).view(noise.shape[0], -1, *self.grid)
         h = self.block2(self.up(self.block1(h)))
         return self.conv_out(F.silu(self.norm_out(h)))
@@ -88,12 +103,58 @@ class LatentGenerator(nn.Module):
         return self(noise, labels) / self.latent_scale
 
 
-class LatentDiscriminator(nn.Module):
-    """latents (B, C, T', H', W') [+ labels (B,)] -> logits (B,).
+class PixelGenerator(nn.Module):
+    """noise (B, noise_dim) [+ labels (B,)] -> clips (B, 3, T, H, W) in [-1, 1].
 
-    Spectral norm on every layer bounds the discriminator's Lipschitz constant,
-    the standard stabiliser for hinge-loss GANs. Class conditioning is the
-    projection discriminator (Miyato & Koyama 2018): logit += <embed(y), features>.
+    The pixel-space counterpart of :class:`LatentGenerator`: a linear layer to a
+    coarse grid (up to 8× smaller in space), then one residual block and a 2×
+    spatial upsample per halving, channels shrinking from 4·base to base, and a
+    tanh so samples lie where real clips do.
+    """
+
+    space = "pixel"
+    MAX_HALVINGS = 3
+
+    def __init__(self, cfg: GANConfig, video_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        c, t, h, w = _check_latent_shape(video_shape)
+        self.latent_shape = (c, t, h, w)  # what the generator emits (here: pixels)
+        self.noise_dim = cfg.noise_dim
+        self.num_classes = num_classes
+        self.conditional = bool(cfg.conditional) and num_classes > 0
+        self.register_buffer("latent_scale", torch.ones(()))  # pixels are not rescaled; kept for a uniform API
+        halvings = 0
+        while halvings < self.MAX_HALVINGS and _can_halve(h >> halvings, w >> halvings):
+            halvings += 1
+        self.grid = (t, h >> halvings, w >> halvings)
+        chans = [cfg.base_channels * max(1, 4 >> i) for i in range(halvings + 1)]
+        self.embed = nn.Embedding(num_classes, cfg.noise_dim) if self.conditional else None
+        in_dim = cfg.noise_dim * (2 if self.conditional else 1)
+        self.fc = nn.Linear(in_dim, chans[0] * self.grid[0] * self.grid[1] * self.grid[2])
+        self.up = nn.Sequential(
+            *(nn.Sequential(ResnetBlock3D(chans[i], chans[i + 1]), Upsample3D(chans[i + 1], False, True)) for i in range(halvings))
+        )
+        self.block = ResnetBlock3D(chans[-1], chans[-1])
+        self.norm_out = group_norm(chans[-1])
+        self.conv_out = conv3d(chans[-1], c)
+
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """noise (B, noise_dim), labels (B,) or None -> clips (B, 3, T, H, W) in [-1, 1]."""
+        h = _label_input(noise, labels, self.embed, self.noise_dim)
+        h = self.fc(h).view(noise.shape[0], -1, *self.grid)
+        h = self.block(self.up(h))
+        return torch.tanh(self.conv_out(F.silu(self.norm_out(h))))
+
+
+class LatentDiscriminator(nn.Module):
+    """samples (B, C, T', H', W') [+ labels (B,)] -> logits (B,); latents or pixel clips.
+
+    Spectral norm on every layer (``GANConfig.spectral_norm``, default on)
+    bounds the discriminator's Lipschitz constant, the standard stabiliser for
+    hinge-loss GANs; R1 (``r1_gamma``) is the alternative. Inputs larger than
+    16×16 (pixel clips) are first halved in space by strided convs. Class
+    conditioning is the projection discriminator (Miyato & Koyama 2018):
+    logit += <embed(y), features>.
     """
 
     def __init__(self, cfg: GANConfig, latent_shape: tuple[int, ...], num_classes: int) -> None:
@@ -102,19 +163,26 @@ class LatentDiscriminator(nn.Module):
         self.latent_shape = _check_latent_shape(latent_shape)
         self.num_classes = num_classes
         self.conditional = bool(cfg.conditional) and num_classes > 0
+        sn = _maybe_spectral_norm(cfg)
         ch = cfg.base_channels
+        self.conv1 = sn(conv3d(c, ch))
+        # Extra halvings down to 16x16 (none for typical latents: no new weights).
+        pre: list[nn.Module] = []
+        while min(h, w) > 16 and _can_halve(h, w):
+            pre += [sn(conv3d(ch, ch, stride=(1, 2, 2))), nn.LeakyReLU(0.2)]
+            h, w = h // 2, w // 2
+        self.pre = nn.Sequential(*pre)
         stride = (1, 2, 2) if _can_halve(h, w) else (1, 1, 1)
-        self.conv1 = spectral_norm(conv3d(c, ch))
-        self.conv2 = spectral_norm(conv3d(ch, 2 * ch, stride=stride))
-        self.conv3 = spectral_norm(conv3d(2 * ch, 2 * ch))
-        self.linear = spectral_norm(nn.Linear(2 * ch, 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, 2 * ch)) if self.conditional else None
+        self.conv2 = sn(conv3d(ch, 2 * ch, stride=stride))
+        self.conv3 = sn(conv3d(2 * ch, 2 * ch))
+        self.linear = sn(nn.Linear(2 * ch, 1))
+        self.embed = sn(nn.Embedding(num_classes, 2 * ch)) if self.conditional else None
 
     def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """latents (B, C, T', H', W'), labels (B,) or None -> logits (B,)."""
         if latents.dim() != 5 or tuple(latents.shape[1:]) != self.latent_shape:
             raise ValueError(f"expected latents (B, {', '.join(map(str, self.latent_shape))}), got {tuple(latents.shape)}")
-        h = F.leaky_relu(self.conv1(latents), 0.2)
+        h = self.pre(F.leaky_relu(self.conv1(latents), 0.2))
         h = F.leaky_relu(self.conv2(h), 0.2)
         h = F.leaky_relu(self.conv3(h), 0.2)
         # Sum-pool (not mean) as in SNGAN/BigGAN: more evidence -> larger logits.
@@ -125,3 +193,13 @@ class LatentDiscriminator(nn.Module):
                 raise ValueError("this discriminator is class-conditional: pass labels (B,) in [0, num_classes)")
             logits = logits + (self.embed(labels) * feat).sum(dim=1)
         return logits
+
+
+def build_generator(cfg: GANConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The generator for ``cfg.space``: latents of ``shape`` (latent) or clips of ``shape`` (pixel)."""
+    space = getattr(cfg, "space", "latent")
+    if space == "latent":
+        return LatentGenerator(cfg, shape, num_classes)
+    if space == "pixel":
+        return PixelGenerator(cfg, shape, num_classes)
+    raise ValueError(f"unknown GAN space '{space}', expected 'latent' or 'pixel'")

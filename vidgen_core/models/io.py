@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vidgen_core.models.gan import LatentDiscriminator, LatentGenerator
+from vidgen_core.models.gan import LatentDiscriminator, build_generator
 from vidgen_core.models.vae import VideoVAE
 
 CONFIG_FILE = "config.json"
@@ -36,10 +36,14 @@ KINDS = ("vae", "gan", "gan_discriminator")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The bare module inside DDP/FSDP-style wrappers (which expose it as ``.module``)."""
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
+    """The bare module inside DDP/FSDP-style wrappers (``.module``) and torch.compile (``._orig_mod``)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
 
 
 def build_model(kind: str, model_config: dict[str, Any], extra: dict[str, Any]) -> nn.Module:
@@ -51,8 +55,9 @@ def build_model(kind: str, model_config: dict[str, Any], extra: dict[str, Any]) 
         missing = [k for k in ("latent_shape", "num_classes") if k not in extra]
         if missing:
             raise ValueError(f"a '{kind}' model needs extra {missing} in its config.json")
-        cls = LatentGenerator if kind == "gan" else LatentDiscriminator
-        return cls(cfg, tuple(extra["latent_shape"]), int(extra["num_classes"]))
+        if kind == "gan":  # LatentGenerator or PixelGenerator, by model_config["space"]
+            return build_generator(cfg, tuple(extra["latent_shape"]), int(extra["num_classes"]))
+        return LatentDiscriminator(cfg, tuple(extra["latent_shape"]), int(extra["num_classes"]))
     raise ValueError(f"unknown model kind '{kind}', expected one of {', '.join(KINDS)}")
 
 

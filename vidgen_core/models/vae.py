@@ -9,6 +9,9 @@
 time only while ``i < log2(t)`` and space only while ``i < log2(s)``, so a
 temporal factor smaller than the spatial one compresses time early, at full
 resolution, where it saves the most compute. The decoder mirrors it.
+Each stage has ``num_res_blocks`` residual blocks; ``causal=True`` makes every
+conv look only backwards in time and every norm per-frame, so reconstructed
+frame ``t`` depends only on input frames ``<= t``.
 
 This file imports torch/numpy only; the config is any object with VAEConfig's
 attributes (``vidgen_core.config.VAEConfig`` or a namespace rebuilt from JSON).
@@ -86,6 +89,15 @@ def _stage_channels(cfg: VAEConfig, num_stages: int) -> list[int]:
     return [cfg.base_channels * mult[min(i, len(mult) - 1)] for i in range(num_stages)]
 
 
+def _options(cfg: VAEConfig) -> tuple[bool, int]:
+    # Model configs saved before these options existed read as the old architecture.
+    return bool(getattr(cfg, "causal", False)), int(getattr(cfg, "num_res_blocks", 1))
+
+
+def _res_blocks(in_channels: int, out_channels: int, n: int, causal: bool) -> list[nn.Module]:
+    return [ResnetBlock3D(in_channels if i == 0 else out_channels, out_channels, causal) for i in range(n)]
+
+
 class Encoder(nn.Module):
     """(B, 3, T, H, W) -> (B, 2·Cz, T/t, H/s, W/s): mean and log-variance stacked on channels."""
 
@@ -96,17 +108,19 @@ class Encoder(nn.Module):
         n_down = max(n_t, n_s)
         chans = _stage_channels(cfg, max(n_down, 1))
         mid = cfg.base_channels * cfg.channel_mult[-1]
+        causal, n_res = _options(cfg)
 
-        self.conv_in = conv3d(3, chans[0])
+        self.conv_in = conv3d(3, chans[0], causal=causal)
         stages: list[nn.Module] = []
         prev = chans[0]
         for i in range(n_down):
-            stages.append(nn.Sequential(ResnetBlock3D(prev, chans[i]), Downsample3D(chans[i], i < n_t, i < n_s)))
+            down = Downsample3D(chans[i], i < n_t, i < n_s, causal)
+            stages.append(nn.Sequential(*_res_blocks(prev, chans[i], n_res, causal), down))
             prev = chans[i]
         self.down = nn.Sequential(*stages)
-        self.mid = ResnetBlock3D(prev, mid)
-        self.norm_out = group_norm(mid)
-        self.conv_out = conv3d(mid, 2 * cfg.latent_channels)
+        self.mid = ResnetBlock3D(prev, mid, causal)
+        self.norm_out = group_norm(mid, per_frame=causal)
+        self.conv_out = conv3d(mid, 2 * cfg.latent_channels, causal=causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.down(self.conv_in(x)))
@@ -123,17 +137,19 @@ class Decoder(nn.Module):
         n_down = max(n_t, n_s)
         chans = _stage_channels(cfg, max(n_down, 1))
         mid = cfg.base_channels * cfg.channel_mult[-1]
+        causal, n_res = _options(cfg)
 
-        self.conv_in = conv3d(cfg.latent_channels, mid)
-        self.mid = ResnetBlock3D(mid, mid)
+        self.conv_in = conv3d(cfg.latent_channels, mid, causal=causal)
+        self.mid = ResnetBlock3D(mid, mid, causal)
         stages: list[nn.Module] = []
         prev = mid
         for i in reversed(range(n_down)):  # mirror of the encoder: deepest stage first
-            stages.append(nn.Sequential(ResnetBlock3D(prev, chans[i]), Upsample3D(chans[i], i < n_t, i < n_s)))
+            up = Upsample3D(chans[i], i < n_t, i < n_s, causal)
+            stages.append(nn.Sequential(*_res_blocks(prev, chans[i], n_res, causal), up))
             prev = chans[i]
         self.up = nn.Sequential(*stages)
-        self.norm_out = group_norm(prev)
-        self.conv_out = conv3d(prev, 3)
+        self.norm_out = group_norm(prev, per_frame=causal)
+        self.conv_out = conv3d(prev, 3, causal=causal)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.up(self.mid(self.conv_in(z)))
@@ -151,13 +167,17 @@ class VideoVAE(nn.Module):
 
     def latent_shape(self, clip_len: int, size: int) -> tuple[int, int, int, int]:
         """(Cz, T', H', W') of the latent of a clip of ``clip_len`` frames of ``size``×``size``."""
+        return self.latent_dims(clip_len, size, size)
+
+    def latent_dims(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(Cz, T/t, H/s, W/s) of the latent of a (T, H, W) clip; error if it does not divide."""
         t, s = self.cfg.temporal_downsample, self.cfg.spatial_downsample
-        if clip_len % t or size % s:
+        if frames % t or height % s or width % s:
             raise ValueError(
-                f"clip of {clip_len} frames of {size}x{size} does not divide by the VAE's "
+                f"clip of {frames} frames of {height}x{width} does not divide by the VAE's "
                 f"downsampling (temporal {t}, spatial {s})"
             )
-        return (self.cfg.latent_channels, clip_len // t, size // s, size // s)
+        return (self.cfg.latent_channels, frames // t, height // s, width // s)
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         """x (B, 3, T, H, W) -> posterior over z, each of (B, Cz, T/t, H/s, W/s)."""
@@ -173,10 +193,20 @@ class VideoVAE(nn.Module):
         """z (B, Cz, T', H', W') -> recon (B, 3, T'·t, H'·s, W'·s)."""
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor, sample: bool = True) -> VAEOutput:
-        """x (B, 3, T, H, W) -> VAEOutput; ``sample=False`` decodes the posterior mean."""
+    def forward(self, x: torch.Tensor, sample: bool = True, noise: torch.Tensor | None = None) -> VAEOutput:
+        """x (B, 3, T, H, W) -> VAEOutput; ``sample=False`` decodes the posterior mean.
+
+        ``noise`` (B, Cz, T', H', W') standard normal replaces the drawn ``eps`` of
+        the sample: training passes noise that depends on the sample's place in
+        the global batch, not on the rank that holds it.
+        """
         posterior = self.encode(x)
-        z = posterior.sample() if sample else posterior.mode()
+        if not sample:
+            z = posterior.mode()
+        elif noise is not None:
+            z = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
+        else:
+            z = posterior.sample()
         return VAEOutput(recon=self.decode(z), posterior=posterior)
 
 

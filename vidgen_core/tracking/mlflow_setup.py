@@ -140,3 +140,82 @@ def use_tracking_uri(uri: str | None) -> Iterator[None]:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous_env
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, in one line, when an http(s) tracking server does not answer ``/health``.
+
+    Without this, MLflow's client retries a dead server for minutes before the
+    first error. Non-HTTP URIs (SQLite, file) need no server and pass.
+
+    Raises:
+        UserError: the server is unreachable or not an MLflow server.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (http(s) only, checked above)
+            if resp.status == 200:
+                return
+            reason = f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        reason = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    raise UserError(
+        f"cannot reach the MLflow tracking server at '{uri}' ({reason}); start it "
+        "(`mlflow server ...`) or unset MLFLOW_TRACKING_URI / tracking.uri to use the local SQLite store"
+    )
+
+
+def sqlite_path(uri: str) -> str | None:
+    """The database file of an absolute ``sqlite:////abs/path.db`` URI, else None."""
+    if not uri.startswith(_SQLITE):
+        return None
+    path = uri[len(_SQLITE) :].split("?", 1)[0]
+    return path if path.startswith("/") else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialize a critical section across processes sharing one SQLite store.
+
+    Two pipelines starting at once on a fresh database would both run MLflow's
+    schema migrations (and fail); two register steps would both read, then both
+    move, the ``champion`` alias. An ``flock`` on a file beside the database
+    orders them. Other stores (a tracking server) pass through unlocked: the
+    server serializes its own writes.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path + ".vidgen.lock", "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def open_store(uri: str, experiment: str, workdir: str | os.PathLike[str]) -> tuple[MlflowClient, str]:
+    """Client + experiment id, with the store created (migrations run) under :func:`store_lock`.
+
+    Raises:
+        UserError: an http(s) server is unreachable, or the experiment is deleted.
+    """
+    from mlflow import MlflowClient
+
+    check_reachable(uri)
+    with store_lock(uri):
+        client = MlflowClient(uri)  # opens the store: on a fresh SQLite file, runs the migrations
+        experiment_id = get_or_create_experiment(client, experiment, default_artifact_location(uri, workdir))
+        client.search_registered_models(max_results=1)  # opens (creates) the registry store too
+    return client, experiment_id

@@ -7,7 +7,7 @@ be installed where it loads.
 
 Usage::
 
-    model = mlflow.pyfunc.load_model("models:/vidgen-gan@candidate")
+    model = mlflow.pyfunc.load_model("models:/vidgen-gan@champion")
     videos = model.predict({"label": [0, 1, 2]})            # uint8 (3, T, H, W, 3)
     videos = model.predict(pd.DataFrame({"label": [0, 0]}), params={"seed": 7})
 
@@ -34,6 +34,9 @@ class LatentGANPyfunc(PythonModel):
         # Imported here: MLflow executes this file at log time to find the model object.
         from vidgen_core.eval.inference import default_device
         from vidgen_core.models.io import load_model
+        from vidgen_core.tracking.artifact_safety import check_pyfunc_context
+
+        check_pyfunc_context(context.artifacts)  # refuse pickle-bearing or non-safetensors artifacts
 
         device = default_device()
         generator, config = load_model(context.artifacts["model_dir"], device=device)

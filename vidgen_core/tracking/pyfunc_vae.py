@@ -7,7 +7,7 @@ pickle anywhere. It needs the ``vidgen`` package installed where it loads.
 
 Usage::
 
-    model = mlflow.pyfunc.load_model("models:/vidgen-vae@candidate")
+    model = mlflow.pyfunc.load_model("models:/vidgen-vae@champion")
     recon = model.predict(clips)  # uint8 (N, T, H, W, 3) -> uint8 (N, T, H, W, 3)
     recon = model.predict(clips, params={"batch_size": 4})
 """
@@ -32,6 +32,9 @@ class VideoVAEPyfunc(PythonModel):
         # time just to find the model object, which must stay cheap.
         from vidgen_core.eval.inference import default_device
         from vidgen_core.models.io import load_model
+        from vidgen_core.tracking.artifact_safety import check_pyfunc_context
+
+        check_pyfunc_context(context.artifacts)  # refuse pickle-bearing or non-safetensors artifacts
 
         model, config = load_model(context.artifacts["model_dir"], device=default_device())
         if config.get("kind") != "vae":

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
 CANDIDATE_ALIAS = "candidate"
+DEDUPE_TAG = "vidgen.register_fingerprint"  # identity of what was registered: re-registering it is a no-op
 MODEL_ARTIFACT_NAME = "model"  # name of the logged model (its folder in the artifact store)
 _SCRIPTS = {"vae": "pyfunc_vae.py", "gan": "pyfunc_gan.py"}
 _REQUIRED_FILES = ("config.json", "weights.safetensors")
@@ -92,6 +93,7 @@ def register_model(
     *,
     set_candidate: bool = True,
     tracking_uri: str | None = None,
+    dedupe_key: str | None = None,
 ) -> dict[str, str]:
     """Log a saved model as a pyfunc, register a new version, tag it, alias it.
 
@@ -107,9 +109,13 @@ def register_model(
         set_candidate: point the ``candidate`` alias at the new version (the
             caller's gate decides).
         tracking_uri: tracking/registry URI; None uses MLflow's current one.
+        dedupe_key: identity of this registration (e.g. a hash of the training runs).
+            If a version of ``name`` already carries it (tag ``vidgen.register_fingerprint``),
+            that version is returned, re-tagged, instead of a duplicate: a register
+            step re-run after a crash adds no version.
 
     Returns:
-        ``{"name", "version", "model_uri"}`` with ``model_uri = "models:/NAME/VERSION"``,
+        ``{"name", "version", "model_uri", "reused"}`` with ``model_uri = "models:/NAME/VERSION"``,
         plus ``"alias_uri"`` (``models:/NAME@candidate``) when the alias was set.
 
     Raises:
@@ -137,8 +143,17 @@ def register_model(
         artifacts["vae_dir"] = vae_dir
     signature = build_signature(kind, _clip_shape(*configs))
 
+    all_tags = {**{k: str(v) for k, v in tags.items()}, "vidgen.kind": kind}
+    if dedupe_key:
+        all_tags[DEDUPE_TAG] = dedupe_key
+
     with use_tracking_uri(tracking_uri):
         client = MlflowClient()
+        existing = find_version_by_tag(client, name, DEDUPE_TAG, dedupe_key) if dedupe_key else None
+        if existing is not None:
+            for key, value in all_tags.items():
+                client.set_model_version_tag(name, existing, key, value)
+            return _result(client, name, existing, set_candidate, reused=True)
         if run_id is None and (active := mlflow.active_run()) is not None:
             run_id = active.info.run_id
         model_id = None
@@ -168,31 +183,52 @@ def register_model(
                 artifacts=artifacts,
                 signature=signature,
                 pip_requirements=_pip_requirements(),
-                registered_model_name=name,
             )
-        version = str(info.registered_model_version)
-        for key, value in tags.items():
-            client.set_model_version_tag(name, version, key, str(value))
-        client.set_model_version_tag(name, version, "vidgen.kind", kind)
-        result = {"name": name, "version": version, "model_uri": f"models:/{name}/{version}"}
-        if set_candidate:
-            client.set_registered_model_alias(name, CANDIDATE_ALIAS, version)
-            result["alias_uri"] = f"models:/{name}@{CANDIDATE_ALIAS}"
+            # Registered separately so the version is created *with* its tags (the
+            # dedupe key included) in one call: no window where a crash leaves an
+            # untagged version that a re-run would duplicate.
+            mv = mlflow.register_model(info.model_uri, name, tags=all_tags)
+        return _result(client, name, str(mv.version), set_candidate, reused=False)
+
+
+def _result(client: Any, name: str, version: str, set_candidate: bool, *, reused: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"name": name, "version": version, "model_uri": f"models:/{name}/{version}", "reused": reused}
+    if set_candidate:
+        client.set_registered_model_alias(name, CANDIDATE_ALIAS, version)
+        result["alias_uri"] = f"models:/{name}@{CANDIDATE_ALIAS}"
     return result
+
+
+def find_version_by_tag(client: Any, name: str, key: str, value: str) -> str | None:
+    """Oldest version of registered model ``name`` whose tag ``key`` equals ``value``, or None."""
+    versions = client.search_model_versions(f"name = '{name}' and tags.`{key}` = '{value}'")
+    return str(min(int(v.version) for v in versions)) if versions else None
 
 
 def load_pyfunc(uri: str, *, tracking_uri: str | None = None) -> PyFuncModel:
     """Load a registered (or any) pyfunc model, e.g. ``models:/vidgen-vae@candidate``.
 
+    The model is downloaded first and checked (:mod:`artifact_safety`): an
+    artifact that would unpickle anything is refused before MLflow reads it.
+
     Raises:
-        UserError: the registered model, version or alias does not exist (one line).
+        UserError: the registered model, version or alias does not exist, or the
+            artifact is not a vidgen models-from-code model (one line).
     """
+    import tempfile
+
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from vidgen_core.tracking.artifact_safety import check_logged_model
+
     with use_tracking_uri(tracking_uri):
         try:
-            return mlflow.pyfunc.load_model(uri)
+            with tempfile.TemporaryDirectory(prefix="vidgen-model-") as tmp:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+                check_logged_model(local)
+                # Weights are read into memory by load_context: the folder may go afterwards.
+                return mlflow.pyfunc.load_model(local)
         except MlflowException as exc:
             # Missing model/version: RESOURCE_DOES_NOT_EXIST; missing alias: INVALID_PARAMETER_VALUE.
             if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):

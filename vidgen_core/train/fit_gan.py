@@ -1,42 +1,66 @@
-"""Framework-free latent-GAN training loop (torch/numpy only).
+"""Framework-free GAN training loop (torch/numpy only): latent GAN on a frozen VAE, or pixel GAN.
 
-The GAN learns the distribution of a frozen VAE's latents: real samples are the
-encoder's posterior means times ``latent_scale`` (1 / their std on the first
-batch, averaged over ranks), stored in the generator's ``latent_scale`` buffer
-so sampling can undo it. Generator and discriminator have separate, explicit
-step functions and their own Adam optimizers (betas 0.0/0.99, hinge loss).
+Latent space (default): real samples are the frozen VAE encoder's posterior
+means times ``latent_scale`` (1 / their std on the first batch, averaged over
+ranks), stored in the generator's ``latent_scale`` buffer so sampling can undo
+it. Pixel space: real samples are the clips in [-1, 1]; the VAE is not used.
+
+Each step: one discriminator update then one generator update
+(:mod:`vidgen_core.train.gan_steps`), each with its own Adam (betas 0.0/0.99),
+LR schedule, clipping and loss scaler; then the generator's EMA. A
+:class:`~vidgen_core.train.guard.DivergenceGuard` checks at every log and
+checkpoint step; on divergence the run rolls back to the last good checkpoint
+(in memory, identical to the last one persisted) with the LRs cut by
+``rollback_lr_factor``, and reports the event through ``on_event``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+import itertools
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 
 import torch
 from torch import nn
 
-from vidgen_core.models.gan import LatentDiscriminator, LatentGenerator
+from vidgen_core.models.gan import LatentDiscriminator, build_generator
 from vidgen_core.models.vae import frames_to_video
-from vidgen_core.train.checkpoint import TrainingState, capture_state, restore_state
-from vidgen_core.train.losses import hinge_d_loss, hinge_g_loss
-from vidgen_core.train.loop import WindowMeter, dist_mean, next_batch, seed_for_step, split_batch
+from vidgen_core.train.checkpoint import TrainingState, capture_state, copy_state, restore_state
+from vidgen_core.train.ema import EMA
+from vidgen_core.train.gan_steps import discriminator_step, generator_step
+from vidgen_core.train.guard import DivergenceGuard, GANDiverged
+from vidgen_core.train.loop import WindowMeter, dist_mean, next_batch, seed_for_step, split_batch, unwrap
+from vidgen_core.train.optim import Optim
+from vidgen_core.train.precision import Numerics, maybe_compile, resolve_numerics
 
 if TYPE_CHECKING:
     from vidgen_core.config import GANConfig, TrainConfig
 
 LogFn = Callable[[int, dict[str, float]], None]
 CheckpointFn = Callable[[int, Callable[[], TrainingState]], None]
-GRAD_CLIP = 1.0
+SampleFn = Callable[[int, nn.Module], None]
+EventFn = Callable[[int, str, dict[str, Any]], None]
 BETAS = (0.0, 0.99)  # no momentum on the first moment: the usual choice for hinge/SN GANs
 
 
-def _bare(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+class GANModels(NamedTuple):
+    """What :func:`fit_gan` returns: the trained (possibly wrapped) G and D, and the generator to serve.
+
+    ``serving`` is the EMA generator when ``ema_decay > 0``, else the bare generator.
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    serving: nn.Module
 
 
 @torch.no_grad()
-def encode_latents(vae: nn.Module, frames: Any, device: torch.device | str) -> torch.Tensor:
-    """uint8 clips (B, T, H, W, 3) -> frozen VAE posterior means (B, C, T', H', W') (unscaled)."""
-    return vae.encode(frames_to_video(frames, device)).mean
+def encode_latents(vae: nn.Module, frames: Any, device: torch.device | str, numerics: Numerics | None = None) -> torch.Tensor:
+    """uint8 clips (B, T, H, W, 3) -> frozen VAE posterior means (B, C, T', H', W') (unscaled, float32)."""
+    x = frames_to_video(frames, device)
+    if numerics is None:
+        return vae.encode(x).mean.float()
+    with numerics.autocast():
+        return vae.encode(numerics.to_input(x)).mean.float()
 
 
 def _labels(labels: Any, conditional: bool, num_classes: int, device: torch.device | str) -> torch.Tensor | None:
@@ -53,64 +77,10 @@ def _labels(labels: Any, conditional: bool, num_classes: int, device: torch.devi
     return y
 
 
-def discriminator_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    real: torch.Tensor,
-    labels: torch.Tensor | None,
-) -> dict[str, torch.Tensor]:
-    """One D update on real latents (B, C, T', H', W') (scaled) vs fresh fakes; returns detached metrics.
-
-    Real and fake go through D in ONE forward: a DDP module must not run forward
-    twice before its backward.
-    """
-    b = real.shape[0]
-    noise = torch.randn(b, _bare(generator).noise_dim, device=real.device)
-    with torch.no_grad():
-        fake = generator(noise, labels)
-    both_labels = torch.cat([labels, labels]) if labels is not None else None
-    logits = discriminator(torch.cat([real, fake]), both_labels)
-    real_logits, fake_logits = logits[:b], logits[b:]
-    loss = hinge_d_loss(real_logits, fake_logits)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(discriminator.parameters(), GRAD_CLIP)
-    optimizer.step()
-    return {
-        "loss_d": loss.detach(),
-        "d_real": real_logits.detach().mean(),
-        "d_fake": fake_logits.detach().mean(),
-        "grad_norm_d": grad_norm.detach(),
-    }
-
-
-def generator_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch_size: int,
-    labels: torch.Tensor | None,
-    device: torch.device | str,
-) -> dict[str, torch.Tensor]:
-    """One G update against the current D; returns detached metrics.
-
-    D's parameters also receive gradients here; they are discarded because the
-    D step zeroes its gradients before its own backward.
-    """
-    noise = torch.randn(batch_size, _bare(generator).noise_dim, device=device)
-    loss = hinge_g_loss(discriminator(generator(noise, labels), labels))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(generator.parameters(), GRAD_CLIP)
-    optimizer.step()
-    return {"loss_g": loss.detach(), "grad_norm_g": grad_norm.detach()}
-
-
 def fit_gan(
     gan_cfg: GANConfig,
     train_cfg: TrainConfig,
-    vae: nn.Module,
+    vae: nn.Module | None,
     batches: Iterator[Any],
     num_classes: int,
     on_log: LogFn | None = None,
@@ -120,106 +90,178 @@ def fit_gan(
     device: torch.device | str = "cpu",
     state: TrainingState | None = None,
     on_checkpoint: CheckpointFn | None = None,
-) -> tuple[nn.Module, nn.Module]:
-    """Train a latent GAN on a frozen VAE for exactly ``train_cfg.steps`` steps (incl. resumed ones).
+    on_sample: SampleFn | None = None,
+    on_event: EventFn | None = None,
+) -> GANModels:
+    """Train a GAN for exactly ``train_cfg.steps`` steps (incl. resumed ones).
 
     Args:
-        gan_cfg: builds G and D when they are not given.
-        train_cfg: steps, lr (G), lr_d (D; None = lr), log_every, checkpoint_every, seed.
-        vae: the frozen VideoVAE (put in eval mode, gradients off, moved to ``device``).
+        gan_cfg: space, architecture, regularisers (spectral norm, R1), EMA, guardrail.
+        train_cfg: steps, batch/accumulation, lr (G) and lr_d (D; None = lr) with
+            schedule, clipping, precision, log/checkpoint/sample cadence, seed.
+        vae: the frozen VideoVAE (latent space; eval mode, no grads, moved to
+            ``device``); None for ``space: pixel``.
         batches: yields (frames uint8 (B, T, H, W, 3), labels (B,)) pairs or
-            {"frames", "label"} dicts; must not run dry (the caller cycles it).
+            {"frames", "label"} dicts, ``grad_accum`` per step; must not run dry.
+            With ``peek()``/``state_dict()`` its position is checkpointed.
         num_classes: label count (0 = unlabelled; then G and D are unconditional).
         on_log: ``on_log(step, metrics)`` every ``log_every`` steps and at the last:
             window means of loss (= loss_d + loss_g), loss_d, loss_g, d_real, d_fake,
-            grad_norm_d, grad_norm_g, plus lr_g, lr_d, latent_scale, step_time_s, clips_per_s.
+            grad_norm_d, grad_norm_g (+ r1), plus lr_g, lr_d, latent_scale,
+            rollbacks, step_time_s, clips_per_s.
         generator, discriminator: existing modules, possibly DDP-wrapped, on ``device``.
-        state: checkpoint to resume from ("generator", "discriminator" models and optimizers).
+        state: checkpoint to resume from.
         on_checkpoint: ``on_checkpoint(step, state_fn)`` every ``checkpoint_every`` steps and at the last.
+        on_sample: ``on_sample(step, serving_generator)`` every ``sample_every`` steps (if > 0).
+        on_event: ``on_event(step, "guard_rollback", info)`` when the guardrail rolls back.
     Returns:
-        (generator, discriminator) as passed in (still wrapped if they were).
+        :class:`GANModels` (generator, discriminator as passed in; serving generator).
+    Raises:
+        GANDiverged: still diverging after ``gan_cfg.max_rollbacks`` rollbacks.
     """
+    numerics = resolve_numerics(train_cfg, device)
+    dev = numerics.device
     torch.manual_seed(train_cfg.seed)
-    vae = vae.to(device).eval().requires_grad_(False)
-    first = split_batch(next_batch(batches, 1))
-    first_latents = encode_latents(vae, first[0], device)
-    latent_shape = tuple(first_latents.shape[1:])
-    if generator is None:
-        generator = LatentGenerator(gan_cfg, latent_shape, num_classes).to(device)
-    if discriminator is None:
-        discriminator = LatentDiscriminator(gan_cfg, latent_shape, num_classes).to(device)
-    conditional = _bare(generator).conditional
+    pixel = getattr(gan_cfg, "space", "latent") == "pixel"
+    if not pixel:
+        if vae is None:
+            raise ValueError("a latent GAN needs the frozen VAE; pass vae= (or set gan.space=pixel)")
+        vae = numerics.prepare(vae).eval().requires_grad_(False)
 
-    opt_g = torch.optim.Adam(generator.parameters(), lr=train_cfg.lr, betas=BETAS)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=train_cfg.lr_d or train_cfg.lr, betas=BETAS)
-    models = {"generator": generator, "discriminator": discriminator}
-    optimizers = {"generator": opt_g, "discriminator": opt_d}
-    if state is not None:  # latent_scale comes back with the generator's buffers
-        start = restore_state(state, models, optimizers)
-        last_metrics: dict[str, float] = dict(state.extra.get("metrics", {}))
+    def real_samples(frames: Any) -> torch.Tensor:
+        if pixel:
+            return numerics.to_input(frames_to_video(frames, dev))
+        return encode_latents(vae, frames, dev, numerics)
+
+    if hasattr(batches, "peek"):  # look without consuming: the position stays checkpointable
+        first = split_batch(batches.peek())
     else:
-        start, last_metrics = 0, {}
-        # Every rank must use the same scale: average the variance over ranks.
-        var = dist_mean(first_latents.float().var().reshape(1))
-        _bare(generator).latent_scale.fill_(float(var.clamp_min(1e-12).rsqrt()))
-    scale = _bare(generator).latent_scale
+        first = split_batch(next_batch(batches, 1))
+        batches = itertools.chain([first], batches)
+    first_real = real_samples(first[0])
+    shape = tuple(first_real.shape[1:])
+    if generator is None:
+        generator = maybe_compile(numerics.prepare(build_generator(gan_cfg, shape, num_classes)), train_cfg.compile)
+    if discriminator is None:
+        discriminator = maybe_compile(numerics.prepare(LatentDiscriminator(gan_cfg, shape, num_classes)), train_cfg.compile)
+    g_bare = unwrap(generator)
+    conditional = g_bare.conditional
 
+    fused = dev.type == "cuda"
+    opt_g = Optim(generator.parameters(), train_cfg.lr, train_cfg, BETAS, numerics.grad_scaler(), fused)
+    opt_d = Optim(discriminator.parameters(), train_cfg.lr_d or train_cfg.lr, train_cfg, BETAS, numerics.grad_scaler(), fused)
+    models = {"generator": generator, "discriminator": discriminator}
+    optims = {"generator": opt_g, "discriminator": opt_d}
+    if state is None and not pixel:
+        # Every rank must use the same scale: average the variance over ranks.
+        var = dist_mean(first_real.float().var().reshape(1))
+        g_bare.latent_scale.fill_(float(var.clamp_min(1e-12).rsqrt()))
+    ema = EMA(generator, gan_cfg.ema_decay) if gan_cfg.ema_decay > 0 else None
+    averages = {"generator": ema} if ema is not None else {}
+    if state is not None:  # latent_scale comes back with the generator's buffers
+        start = restore_state(state, models, optims, averages=averages, data=batches)
+        last_metrics: dict[str, float] = dict(state.extra.get("metrics", {}))
+        rollbacks = int(state.extra.get("rollbacks", 0))
+    else:
+        start, last_metrics, rollbacks = 0, {}, 0
+    scale = g_bare.latent_scale
+    serving = ema.module if ema is not None else g_bare
+
+    def state_fn(step: int, metrics: dict[str, float]) -> TrainingState:
+        extra = {"metrics": metrics, "latent_scale": float(scale), "latent_shape": list(shape), "rollbacks": rollbacks}
+        return capture_state(step, models, optims, extra=extra, averages=averages, data=batches)
+
+    guard = DivergenceGuard(gan_cfg.divergence_logit_max) if gan_cfg.guard else None
+    last_good = copy_state(state_fn(start, last_metrics)) if guard is not None else None
     generator.train()
     discriminator.train()
     meter = WindowMeter()
-    pending: tuple[Any, Any] | None = first  # the first batch is used for the first step, not wasted
-    for step in range(start + 1, train_cfg.steps + 1):
-        frames, labels = pending if pending is not None else split_batch(next_batch(batches, step))
-        real = (first_latents if pending is not None else encode_latents(vae, frames, device)) * scale
-        pending = None
-        y = _labels(labels, conditional, num_classes, device)
-        seed_for_step(train_cfg.seed, step)
-        metrics = discriminator_step(generator, discriminator, opt_d, real, y)
-        metrics.update(generator_step(generator, discriminator, opt_g, real.shape[0], y, device))
+    step = start
+    while step < train_cfg.steps:
+        step += 1
+        # A rolled-back run must not redraw the noise that led it astray.
+        seed_for_step(train_cfg.seed + 104_729 * rollbacks, step)
+        reals, ys = [], []
+        for _ in range(train_cfg.grad_accum):
+            frames, labels = split_batch(next_batch(batches, step))
+            real = real_samples(frames)
+            reals.append(real if pixel else numerics.to_input(real * scale))
+            ys.append(_labels(labels, conditional, num_classes, dev))
+        metrics = discriminator_step(generator, discriminator, opt_d, reals, ys, numerics, gan_cfg.r1_gamma)
+        metrics.update(generator_step(generator, discriminator, opt_g, reals[0].shape[0], ys, numerics))
         metrics["loss"] = metrics["loss_d"] + metrics["loss_g"]
-        meter.add(real.shape[0], metrics)
+        if ema is not None:
+            ema.update(generator)
+        if guard is not None:
+            guard.observe(metrics)
+        meter.add(sum(r.shape[0] for r in reals), metrics)
 
         last = step == train_cfg.steps
-        if step % train_cfg.log_every == 0 or last:
+        log_now = step % train_cfg.log_every == 0 or last
+        checkpoint_now = step % train_cfg.checkpoint_every == 0 or last
+        if guard is not None and (log_now or checkpoint_now) and guard.diverged():
+            rollbacks += 1
+            window = meter.read()
+            if rollbacks > gan_cfg.max_rollbacks:
+                raise GANDiverged(
+                    f"the GAN diverged at step {step} after {rollbacks - 1} rollback(s) "
+                    f"(loss_d={window.get('loss_d')}, d_real={window.get('d_real')}, d_fake={window.get('d_fake')}); "
+                    "lower train_gan.lr / lr_d or raise gan.max_rollbacks"
+                )
+            restore_state(last_good, models, optims, averages=averages, rng=True)
+            for opt in optims.values():
+                opt.scale_lr(gan_cfg.rollback_lr_factor)
+            info = {
+                "from_step": step, "to_step": last_good.step, "rollbacks": rollbacks,
+                "lr_g": opt_g.lr, "lr_d": opt_d.lr, "window": window,
+            }
+            step = last_good.step
+            last_good = copy_state(state_fn(step, last_metrics))  # with the lower LRs
+            if on_event is not None:
+                on_event(info["from_step"], "guard_rollback", info)
+            continue
+        if log_now:
             last_metrics = {
-                **meter.read(),
-                "lr_g": opt_g.param_groups[0]["lr"],
-                "lr_d": opt_d.param_groups[0]["lr"],
-                "latent_scale": float(scale),
+                **meter.read(), "lr_g": opt_g.lr, "lr_d": opt_d.lr, "latent_scale": float(scale), "rollbacks": rollbacks,
             }
             if on_log is not None:
                 on_log(step, last_metrics)
-        if on_checkpoint is not None and (step % train_cfg.checkpoint_every == 0 or last):
-
-            def state_fn(step: int = step, metrics: dict[str, float] = dict(last_metrics)) -> TrainingState:
-                extra = {"metrics": metrics, "latent_scale": float(scale), "latent_shape": list(latent_shape)}
-                return capture_state(step, models, optimizers, extra=extra)
-
-            on_checkpoint(step, state_fn)
-    return generator, discriminator
+        if on_sample is not None and train_cfg.sample_every and step % train_cfg.sample_every == 0:
+            on_sample(step, serving)
+        if checkpoint_now:
+            if guard is not None:
+                last_good = copy_state(state_fn(step, last_metrics))
+            if on_checkpoint is not None:
+                on_checkpoint(step, lambda step=step, metrics=dict(last_metrics): state_fn(step, metrics))
+    return GANModels(generator, discriminator, serving)
 
 
 @torch.no_grad()
 def sample_videos(
     generator: nn.Module,
-    vae: nn.Module,
+    vae: nn.Module | None,
     num_samples: int,
     labels: torch.Tensor | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Generate clips: noise -> G -> / latent_scale -> VAE decode -> (N, 3, T, H, W), nominally [-1, 1].
+    """Generate clips (N, 3, T, H, W), nominally in [-1, 1].
 
-    Deterministic for a given ``seed`` (its own torch.Generator, global RNG untouched).
-    For a conditional generator with ``labels=None``, classes cycle 0, 1, 2, ...
+    Latent space: noise -> G -> / latent_scale -> VAE decode. Pixel space: G's
+    output as is (``vae`` unused). Deterministic for a given ``seed`` (its own
+    torch.Generator, global RNG untouched). For a conditional generator with
+    ``labels=None``, classes cycle 0, 1, 2, ...
     """
-    g = _bare(generator)
+    g = unwrap(generator)
     noise = torch.randn(num_samples, g.noise_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     if g.conditional and labels is None:
         labels = torch.arange(num_samples) % g.num_classes
     y = labels.to(device=device, dtype=torch.long) if (g.conditional and labels is not None) else None
     was_training = g.training
     g.eval()
-    latents = g.vae_latents(noise, y)
-    g.train(was_training)
-    return vae.decode(latents)
+    try:
+        if getattr(g, "space", "latent") == "pixel":
+            return g(noise, y).float()
+        return vae.decode(g.vae_latents(noise, y)).float()
+    finally:
+        g.train(was_training)

@@ -43,3 +43,14 @@ def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.
 def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """Generator hinge loss: -mean(D(fake)); logits (B,) -> scalar."""
     return -fake_logits.mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 gradient penalty (Mescheder et al. 2018): mean over samples of ||∇ₓ D(x)||² on real x -> scalar.
+
+    ``real`` (B, ...) must require grad and ``real_logits`` (B,) come from it. The
+    graph is kept (create_graph) so the penalty itself trains D. The caller
+    weights it by gamma / 2.
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()

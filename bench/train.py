@@ -1,0 +1,164 @@
+"""Training overhead of Ray Train: VAE steps/s through ``train_vae_ray`` vs the plain ``fit_vae`` loop.
+
+Same model, batch, clips and thread count, one invocation. The plain loop runs
+in this process on numpy batches held in memory; the Ray run streams the same
+clips from a materialized Ray Dataset into one Ray Train worker (DDP setup,
+dataset shard, rank-0 tracking hooks and the final checkpoint included). Both
+time the steady state the same way: the mean step time of every logging
+window but the first, so Ray's start-up (cluster, worker, dataset) and the
+first steps' warm-up are excluded from both. Each run also reports process
+CPU seconds per step (all threads: Ray's data prefetch and RPC threads count
+against it), the work per step independent of other load on the machine.
+Runs alternate plain, Ray,
+plain, Ray, ..., plain (``--repeats`` Ray runs); each Ray run is compared with
+the mean of the plain runs on either side of it, which cancels drift from
+other load on a shared machine, and the summary gives the median of those
+ratios.
+
+    .venv/bin/python bench/train.py [--threads 1] [--steps 60] [--repeats 3]
+
+Prints one JSON line per run and one summary line with the ratio (goal ≥ 0.97).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vidgen_core.config import PipelineConfig  # noqa: E402
+from vidgen_core.train.fit_vae import fit_vae  # noqa: E402
+
+CLIP_LEN, SIZE, NUM_CLIPS = 8, 32, 64
+
+
+def clips(n: int, seed: int = 0) -> np.ndarray:
+    """Moving bright squares on a dark background: uint8 (n, T, S, S, 3)."""
+    rng = np.random.default_rng(seed)
+    out = np.full((n, CLIP_LEN, SIZE, SIZE, 3), 20, dtype=np.uint8)
+    for i in range(n):
+        colour, (x, y) = rng.integers(80, 256, size=3), rng.integers(0, SIZE // 2, size=2)
+        for f in range(CLIP_LEN):
+            xx = (x + 2 * f) % (SIZE - 8)
+            out[i, f, y : y + 8, xx : xx + 8] = colour
+    return out
+
+
+def config(steps: int, threads: int) -> PipelineConfig:
+    return PipelineConfig.model_validate({
+        "ingest": {"clip_len": CLIP_LEN, "size": SIZE},
+        "vae": {"base_channels": 16, "channel_mult": [1, 2]},
+        "train_vae": {
+            "steps": steps, "batch_size": 8, "lr": 1e-3, "log_every": 10, "checkpoint_every": 10**6,
+            "num_workers": 1, "cpus_per_worker": float(threads), "max_failures": 0,
+        },
+    })
+
+
+def steady(windows: list[dict[str, float]]) -> float:
+    rest = [m["step_time_s"] for m in windows[1:]]
+    return sum(rest) / len(rest)
+
+
+class CpuClock:
+    """Process CPU seconds per step over every logging window but the first (as Rank0Tracker measures it)."""
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[int, float]] = []
+        self._step, self._cpu = 0, time.process_time()
+
+    def on_log(self, step: int) -> None:
+        cpu = time.process_time()
+        self.windows.append((step - self._step, cpu - self._cpu))
+        self._step, self._cpu = step, cpu
+
+    def per_step(self) -> float:
+        rest = self.windows[1:]
+        return sum(c for _, c in rest) / sum(n for n, _ in rest)
+
+
+def run_plain(cfg: PipelineConfig, data: np.ndarray, threads: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    b = cfg.train_vae.batch_size
+    batches = [(data[i : i + b], np.zeros(b, dtype=np.int64)) for i in range(0, len(data) - b + 1, b)]
+
+    def cycle():
+        while True:
+            yield from batches
+
+    windows: list[dict[str, float]] = []
+    clock = CpuClock()
+
+    def on_log(step: int, metrics: dict[str, float]) -> None:
+        windows.append(metrics)
+        clock.on_log(step)
+
+    t0 = time.perf_counter()
+    fit_vae(cfg.vae, cfg.train_vae, cycle(), on_log)
+    return {"what": "plain", "step_time_s": steady(windows), "cpu_s_per_step": clock.per_step(),
+            "wall_s": time.perf_counter() - t0, "torch_threads": torch.get_num_threads(), "final_loss": windows[-1]["loss"]}
+
+
+def run_ray(cfg: PipelineConfig, data: np.ndarray, threads: int, root: str) -> dict[str, Any]:
+    import ray
+
+    from vidgen_core.train.ray_train import train_vae_ray
+
+    ds = ray.data.from_items([{"frames": f, "label": 0} for f in data]).materialize()
+    t0 = time.perf_counter()
+    out = train_vae_ray(cfg, os.path.join(root, "no-shards"), os.path.join(root, "model"), os.path.join(root, "ray"),
+                        f"bench-{int(time.time())}", None, None, dataset=ds)
+    return {"what": "ray", "step_time_s": out["steady_step_time_s"], "cpu_s_per_step": out["steady_cpu_s_per_step"],
+            "wall_s": time.perf_counter() - t0, "torch_threads": out["torch_threads"], "final_loss": out["final_loss"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1, help="torch threads in both runs (= Ray worker CPUs)")
+    p.add_argument("--steps", type=int, default=60, help="steps per run; windows of 10, the first is warm-up")
+    p.add_argument("--repeats", type=int, default=3, help="Ray runs, each between two plain runs")
+    args = p.parse_args(argv)
+    import ray
+
+    ray.init(address="local", num_cpus=args.threads + 1, include_dashboard=False, log_to_driver=False)
+    cfg, data = config(args.steps, args.threads), clips(NUM_CLIPS)
+    info = {"bench": "train", "model": "vae base16 mult[1,2] 2x4x4", "clip": [CLIP_LEN, SIZE, SIZE],
+            "batch": cfg.train_vae.batch_size, "steps": args.steps, "threads": args.threads, "cpus": os.cpu_count(),
+            "load_avg_1m": os.getloadavg()[0]}
+    plain, rays = [run_plain(cfg, data, args.threads)], []
+    with tempfile.TemporaryDirectory() as root:
+        for i in range(args.repeats):
+            rays.append(run_ray(cfg, data, args.threads, os.path.join(root, str(i))))
+            plain.append(run_plain(cfg, data, args.threads))
+    ray.shutdown()
+    ratios, cpu_ratios = [], []
+    for i, r in enumerate(rays):
+        ratios.append((plain[i]["step_time_s"] + plain[i + 1]["step_time_s"]) / 2 / r["step_time_s"])
+        cpu_ratios.append((plain[i]["cpu_s_per_step"] + plain[i + 1]["cpu_s_per_step"]) / 2 / r["cpu_s_per_step"])
+        r["ratio_vs_neighbouring_plain"], r["cpu_ratio_vs_neighbouring_plain"] = ratios[-1], cpu_ratios[-1]
+    for r in [x for pair in zip(plain, rays + [None]) for x in pair if x is not None]:
+        print(json.dumps({**info, **r, "steps_per_s": 1.0 / r["step_time_s"]}), flush=True)
+    plain_t = float(np.mean([r["step_time_s"] for r in plain]))
+    ray_t = float(np.mean([r["step_time_s"] for r in rays]))
+    print(
+        f"SUMMARY train: plain fit {1 / plain_t:.2f} steps/s, Ray Train {1 / ray_t:.2f} steps/s (means over "
+        f"{len(plain)} plain / {len(rays)} Ray runs); ratio ray/plain median {float(np.median(ratios)):.3f} "
+        f"[{', '.join(f'{x:.3f}' for x in ratios)}] (goal >= 0.97); CPU-time ratio (plain CPU s/step over Ray's) "
+        f"median {float(np.median(cpu_ratios)):.3f}; threads plain={plain[0]['torch_threads']} "
+        f"ray={rays[0]['torch_threads']}; load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

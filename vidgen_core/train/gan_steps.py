@@ -1,0 +1,93 @@
+"""The GAN's two step functions: one discriminator update, one generator update (torch only).
+
+Each runs ``len(micro-batches)`` forward/backward passes (gradient
+accumulation; DDP syncs only on the last) and one optimizer step through its
+own :class:`~vidgen_core.train.optim.Optim` (Adam, schedule, clipping,
+scaler). Losses are hinge losses computed in float32, plus the optional R1
+penalty on real samples for D.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vidgen_core.train.losses import hinge_d_loss, hinge_g_loss, r1_penalty
+from vidgen_core.train.loop import unwrap
+from vidgen_core.train.optim import Optim, no_sync
+from vidgen_core.train.precision import Numerics
+
+
+def _pair(labels: torch.Tensor | None) -> torch.Tensor | None:
+    return torch.cat([labels, labels]) if labels is not None else None
+
+
+def discriminator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    optim: Optim,
+    reals: list[torch.Tensor],
+    labels: list[torch.Tensor | None],
+    numerics: Numerics,
+    r1_gamma: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """One D update on real samples (each (b, C, T', H', W')) vs fresh fakes; returns detached metrics.
+
+    Real and fake go through D in ONE forward: a DDP module must not run forward
+    twice before its backward. With ``r1_gamma > 0`` the loss adds
+    ``r1_gamma / 2 · R1`` on the real half.
+    """
+    optim.zero_grad()
+    noise_dim = unwrap(generator).noise_dim
+    out: dict[str, torch.Tensor] = {}
+    n = len(reals)
+    for i, (real, y) in enumerate(zip(reals, labels)):
+        b = real.shape[0]
+        with no_sync(discriminator, i < n - 1):
+            noise = torch.randn(b, noise_dim, device=real.device)
+            with torch.no_grad(), numerics.autocast():
+                fake = generator(noise, y)
+            real_in = real.detach().requires_grad_(r1_gamma > 0)
+            both = numerics.to_input(torch.cat([real_in, fake.to(real_in.dtype)]))
+            with numerics.autocast():
+                logits = discriminator(both, _pair(y)).float()
+            loss = hinge_d_loss(logits[:b], logits[b:])
+            terms = {"loss_d": loss, "d_real": logits[:b].mean(), "d_fake": logits[b:].mean()}
+            if r1_gamma > 0:
+                r1 = r1_penalty(logits[:b], real_in)
+                loss = loss + 0.5 * r1_gamma * r1
+                terms["r1"] = r1
+            optim.backward(loss)
+        for k, v in terms.items():
+            out[k] = out.get(k, 0.0) + v.detach() / n
+    out["grad_norm_d"] = optim.step()
+    return out
+
+
+def generator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    optim: Optim,
+    batch_size: int,
+    labels: list[torch.Tensor | None],
+    numerics: Numerics,
+) -> dict[str, torch.Tensor]:
+    """One G update against the current D over ``len(labels)`` micro-batches of ``batch_size``.
+
+    D's parameters also receive gradients here; they are discarded (the D step
+    zeroes them first), so D skips DDP's all-reduce (``no_sync``) in this step.
+    """
+    optim.zero_grad()
+    noise_dim = unwrap(generator).noise_dim
+    device = next(unwrap(generator).parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    n = len(labels)
+    for i, y in enumerate(labels):
+        with no_sync(generator, i < n - 1), no_sync(discriminator, True):
+            noise = torch.randn(batch_size, noise_dim, device=device)
+            with numerics.autocast():
+                logits = discriminator(numerics.to_input(generator(noise, y)), y).float()
+            loss = hinge_g_loss(logits)
+            optim.backward(loss)
+        loss_sum = loss_sum + loss.detach() / n
+    return {"loss_g": loss_sum, "grad_norm_g": optim.step()}

@@ -1,0 +1,80 @@
+"""Numerics and layout of a training run: autocast dtype, loss scaling, memory format, compile.
+
+Torch only. On a GPU the defaults are bf16 autocast and ``channels_last_3d``
+(cuDNN's fast layout for 3D convs); on a CPU they are fp32 and contiguous, but
+every option can be forced so the code paths run (and are tested) on a CPU too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ContextManager
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from vidgen_core.config import TrainConfig
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How this run computes: ``dtype`` of autocast (float32 = autocast off) and the memory format."""
+
+    device: torch.device
+    dtype: torch.dtype
+    channels_last: bool
+
+    @property
+    def autocast_enabled(self) -> bool:
+        return self.dtype != torch.float32
+
+    def autocast(self) -> ContextManager:
+        """Autocast context for forward passes (a no-op in fp32)."""
+        if not self.autocast_enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A loss scaler, enabled only for fp16 (bf16 has fp32's exponent range and needs none)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A 5-D batch in the run's memory format (channels_last_3d or contiguous).
+
+        Explicit both ways: clips converted from (B, T, H, W, 3) uint8 arrive
+        channels-last by accident of the permute, and a layout that differs from
+        the weights' makes every conv convert.
+        """
+        if self.channels_last and x.dim() == 5:
+            return x.contiguous(memory_format=torch.channels_last_3d)
+        return x.contiguous()
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` to the device in the run's memory format (before DDP wraps it)."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last_3d)
+        return model
+
+
+def resolve_numerics(train_cfg: TrainConfig, device: torch.device | str) -> Numerics:
+    """Turn ``precision`` / ``memory_format`` ("auto" = by device) into a :class:`Numerics`."""
+    device = torch.device(device)
+    on_gpu = device.type == "cuda"
+    precision = train_cfg.precision if train_cfg.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    fmt = train_cfg.memory_format
+    channels_last = fmt == "channels_last_3d" or (fmt == "auto" and on_gpu)
+    return Numerics(device=device, dtype=_DTYPES[precision], channels_last=channels_last)
+
+
+def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
+    """``torch.compile(model)`` when enabled (after DDP wrapping, so DDP's optimizer splits graphs at buckets).
+
+    The compiled wrapper keeps the module as ``_orig_mod``; checkpoint and
+    save code unwraps it, so state-dict keys never carry the prefix.
+    """
+    return torch.compile(model) if enabled else model

@@ -1,0 +1,136 @@
+"""Ray Train adapter for the VAE: :func:`train_vae_ray` (driver) and its ``train_loop_per_worker``.
+
+The worker turns its config dict back into a typed :class:`PipelineConfig` on
+its first line, prepares the model (device, memory format, DDP through
+``prepare_model``, optional ``torch.compile``) and calls the very
+:func:`~vidgen_core.train.fit_vae.fit_vae` that the unit tests run without Ray.
+Rank 0 saves the final model and logs a reconstruction video.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from vidgen_core.config import PipelineConfig, config_dict
+from vidgen_core.train.ray_common import (
+    PREVIEW_CLIPS,
+    JobArgs,
+    Rank0Tracker,
+    check_batches_fit,
+    check_gpu,
+    local_abs,
+    read_manifest_or_none,
+    read_train_split,
+    run_trainer,
+    shard_batches,
+    summary,
+    worker_context,
+)
+from vidgen_core.train.ray_state import StatusFile, checkpoint_hook, resume_state
+
+if TYPE_CHECKING:
+    import ray.data
+
+
+def train_vae_ray(
+    cfg: PipelineConfig,
+    shard_dir: str,
+    out_dir: str,
+    storage_path: str,
+    run_name: str,
+    tracking_uri: str | None,
+    mlflow_run_id: str | None,
+    *,
+    dataset: ray.data.Dataset | None = None,
+) -> dict[str, Any]:
+    """Train the VAE with Ray Train (DDP over ``cfg.train_vae.num_workers`` workers).
+
+    Args:
+        cfg: the run's config (``vae``, ``train_vae`` are used).
+        shard_dir: clip shards; the ``train`` split is read with ``read_split``.
+        out_dir: local absolute directory for the final model (config.json + weights.safetensors).
+        storage_path, run_name: Ray Train run directory; re-using them resumes from the last checkpoint.
+        tracking_uri, mlflow_run_id: when the run id is given, rank 0 logs metrics and a
+            ``samples/vae_recon.mp4`` (original | reconstruction) to that MLflow run.
+        dataset: a ready Ray Dataset with ``frames``/``label`` columns instead of ``shard_dir``'s split (tests).
+    Returns:
+        {"model_dir", "steps", "start_step", "final_loss", "metrics", "steady_step_time_s",
+        "torch_threads", "checkpoint", "run_path"}.
+    """
+    manifest = read_manifest_or_none(shard_dir)
+    check_gpu(cfg, cfg.train_vae, "train_vae")
+    if dataset is None:
+        check_batches_fit((manifest or {}).get("clips_per_split", {}).get("train"), cfg.train_vae, "train_vae")
+        dataset = read_train_split(shard_dir, manifest)
+    args = JobArgs(out_dir=local_abs(out_dir), tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id)
+    return run_trainer(vae_worker, cfg, cfg.train_vae, args, dataset, storage_path, run_name)
+
+
+def vae_worker(config: dict) -> dict[str, Any]:
+    """train_loop_per_worker for the VAE."""
+    cfg, args = PipelineConfig.model_validate(config["pipeline"]), JobArgs(**config["args"])
+    import ray.train.torch
+
+    from vidgen_core.models.io import save_model, unwrap
+    from vidgen_core.models.patch_disc import PatchDiscriminator3D
+    from vidgen_core.models.vae import VideoVAE, frames_to_video, video_to_frames
+    from vidgen_core.train.fit_vae import fit_vae
+    from vidgen_core.train.precision import maybe_compile, resolve_numerics
+
+    tc = cfg.train_vae
+    wc = worker_context()
+    numerics = resolve_numerics(tc, wc.device)
+    torch.manual_seed(tc.seed)  # DDP broadcasts rank 0's initial weights anyway
+    model = maybe_compile(ray.train.torch.prepare_model(numerics.prepare(VideoVAE(cfg.vae))), tc.compile)
+    disc = None
+    if tc.adv_weight > 0:
+        disc = PatchDiscriminator3D(tc.adv_disc_channels)
+        disc = maybe_compile(ray.train.torch.prepare_model(numerics.prepare(disc)), tc.compile)
+    state, unregistered = resume_state(wc.device, args.run_dir)
+    tracker = Rank0Tracker(args, wc.rank, wc.world)
+    status = StatusFile(args.status_dir, wc.rank, state.step if state is not None else 0)
+
+    batches = shard_batches(tc, "train_vae", wc.rank, wc.world)
+    if state is not None and state.data is not None:
+        batches.load_state_dict(state.data)  # before peeking: the epoch opens once, at the resumed position
+    # Keep a few clips for the preview: pulling an extra batch at the end could block
+    # the other ranks' data split at an epoch boundary.
+    preview = batches.peek()[0][:PREVIEW_CLIPS].cpu().clone()
+
+    def recon_video(vae: torch.nn.Module) -> np.ndarray:
+        was_training = vae.training
+        vae.eval()
+        with torch.no_grad():
+            recon = video_to_frames(vae(frames_to_video(preview, wc.device), sample=False).recon)
+        vae.train(was_training)
+        # Clips (T, H, W, 3): original | recon side by side (W), one clip per row (H).
+        pairs = [np.concatenate([o, r], axis=2) for o, r in zip(preview.numpy(), recon)]
+        return np.concatenate(pairs, axis=1)
+
+    def on_log(step: int, metrics: dict[str, float]) -> None:
+        tracker.on_log(step, metrics)
+        status.write("progress", step)
+
+    def on_sample(step: int, vae: torch.nn.Module) -> None:
+        if tracker.enabled:
+            tracker.log_video(recon_video(vae), "vae_recon.mp4", f"samples/step_{step:08d}")
+
+    fit_vae(
+        cfg.vae, tc, batches, on_log, model, device=wc.device, state=state,
+        on_checkpoint=checkpoint_hook(wc.rank, tracker, unregistered), on_sample=on_sample if wc.rank == 0 else None, disc=disc,
+    )
+    status.write("done", tc.steps)
+
+    result = summary(tc, state, tracker, args.out_dir)
+    if wc.rank == 0:
+        vae = unwrap(model)
+        clip_len, size = int(preview.shape[1]), int(preview.shape[2])
+        extra = {"clip_len": clip_len, "size": size, "latent_shape": list(vae.latent_shape(clip_len, size)), "steps": tc.steps}
+        save_model(vae, "vae", config_dict(cfg.vae), args.out_dir, extra=extra)
+        if tracker.enabled:
+            tracker.log_video(recon_video(vae), "vae_recon.mp4")
+    tracker.close()
+    return result
