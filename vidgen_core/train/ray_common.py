@@ -360,4 +360,5 @@ def summary(train_cfg: TrainConfig, state: Any, tracker: Rank0Tracker, out_dir: 
         "steady_step_time_s": tracker.steady_step_time(),
         "steady_cpu_s_per_step": tracker.steady_cpu_per_step(),
         "torch_threads": torch.get_num_threads(),
+        "niceness": os.nice(0),  # Ray starts workers at nice 15 (RAY_worker_niceness) unless told otherwise
     }
