@@ -62,6 +62,7 @@ def test_sigkill_during_train_vae_then_rerun_resumes_from_the_checkpoint(ray_clu
     result = run_pipeline(load_config(RECIPE, OVERRIDES), workdir, echo=lambda _: None)
     assert [n for n, r in result.steps.items() if r.reused] == ["synth", "ingest"]
     vae = result.outputs("train_vae")
+    print(f"killed after checkpoint step {killed_at}; re-run resumed at start_step {vae['start_step']} of 40")
     assert killed_at <= vae["start_step"] < 40, vae  # the step counter continued from the checkpoint
     assert client.get_run(killed_run.info.run_id).info.status == "KILLED"  # status is truthful again
     new_run = client.get_run(result.steps["train_vae"].run_id)
