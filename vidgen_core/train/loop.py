@@ -10,16 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare module inside DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
-    while True:
-        inner = getattr(model, "_orig_mod", None)
-        if inner is None:
-            inner = getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
+from vidgen_core.models.io import unwrap  # noqa: F401  (one definition, re-exported for train/)
 
 
 def dist_rank() -> int:
