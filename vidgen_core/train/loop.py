@@ -8,7 +8,6 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from vidgen_core.models.io import unwrap  # noqa: F401  (one definition, re-exported for train/)
 
