@@ -99,14 +99,23 @@ class VAEConfig(_Section):
     temporal_downsample: int = Field(2, ge=1)  # must be a power of 2
     spatial_downsample: int = Field(4, ge=1)  # must be a power of 2
     num_res_blocks: int = Field(1, ge=1, le=8)  # residual blocks per down/up stage
+    # p x p pixel patches become channels before the first conv (and back after the last):
+    # convs then run on a p^2 smaller grid. Counts towards spatial_downsample.
+    patch_size: int = Field(1, ge=1, le=8)
     causal: bool = False  # convs look only backwards in time; norms are per frame
+    # Encode, decode and score in a brightness/colour basis whose colour axes weigh this much
+    # (see models/colour.py): 1 = plain RGB L2; larger keeps colour in a small latent.
+    colour_weight: float = Field(2.5, gt=0, le=10)
+    norm: Literal["none", "group"] = "none"  # GroupNorm erases per-channel (colour) statistics
 
     @model_validator(mode="after")
     def _powers(self) -> "VAEConfig":
-        for name in ("temporal_downsample", "spatial_downsample"):
+        for name in ("temporal_downsample", "spatial_downsample", "patch_size"):
             v = getattr(self, name)
             if v & (v - 1):
                 raise ValueError(f"{name} must be a power of 2, got {v}")
+        if self.patch_size > self.spatial_downsample:
+            raise ValueError(f"patch_size ({self.patch_size}) must not exceed spatial_downsample ({self.spatial_downsample})")
         return self
 
 
@@ -129,6 +138,9 @@ class GANConfig(_Section):
     divergence_logit_max: float = Field(100.0, gt=0)  # hinge-loss logits of a healthy D stay O(1-10)
     rollback_lr_factor: float = Field(0.5, gt=0, lt=1)
     max_rollbacks: int = Field(3, ge=0)
+
+
+AUGMENTATIONS = ("hflip", "vflip", "transpose", "reverse", "rgb_permute")
 
 
 class TrainConfig(_Section):
@@ -175,17 +187,34 @@ class TrainConfig(_Section):
     adv_weight: float = Field(0.0, ge=0)
     adv_start_step: int = Field(0, ge=0)
     adv_disc_channels: int = Field(32, ge=4, le=1024)
+    # VAE: random symmetries applied to each training clip (see train/augment.py). They teach
+    # a codec to pass through what it has not seen (e.g. colours absent from the train split).
+    augment: list[Literal["hflip", "vflip", "transpose", "reverse", "rgb_permute"]] = Field(default_factory=list)
+    shuffle_buffer: int = Field(256, ge=0)  # clips in Ray Data's local shuffle buffer; 0 = file order
 
 
 class EvalConfig(_Section):
     max_test_clips: int = Field(256, ge=1)
     batch_size: int = Field(16, ge=1)
+    seeds: int = Field(3, ge=1, le=20)  # GAN figures: mean ± std over this many sample draws
 
 
+class JudgeConfig(_Section):
+    """The in-domain judge: a small video classifier trained on the labelled train split (eval/judge.py)."""
+
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    width: int = Field(32, ge=4, le=512)
+    seed: int = 0
+
+
+_GAN_FIGURES = ("fd", "precision", "recall", "class_consistency", "diversity_ratio", "colour_ratio")
 # What the evaluate step reports: the names the registry's champion metric and gates may use.
 EVAL_METRICS = (
-    "vae_psnr", "vae_ssim", "baseline_psnr", "baseline_ssim", "vae_psnr_gain_db",
-    "gan_mean_abs_diff", "gan_std_ratio", "gan_motion_ratio", "gan_diversity_ratio",
+    "vae_psnr", "vae_ssim", "vae_colour_ratio", "vae_compression", "baseline_psnr", "baseline_ssim",
+    "vae_psnr_gain_db", "vae_ssim_gain", "judge_test_accuracy",
+    *(f"{s}_{f}" for s in ("gan", "real", "prior") for f in _GAN_FIGURES),
 )
 
 
@@ -194,6 +223,9 @@ class RegisterConfig(_Section):
 
     model_prefix: str = Field("vidgen", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     min_psnr_gain_db: float = 0.0  # gate: VAE PSNR must beat the mean-frame baseline by this
+    min_ssim_gain: float = 0.0  # gate: VAE SSIM must beat the mean-frame baseline's by more than this
+    min_colour_ratio: float = Field(0.8, ge=0)  # gate: foreground saturation of reconstructions / originals
+    gan_must_beat_prior: bool = True  # gate: GAN Fréchet distance below the VAE-prior baseline's
     champion_metric: str = "vae_psnr"  # compared with the current champion's value of it
     greater_is_better: bool = True
     min_improvement: float = Field(0.0, ge=0)  # must beat the champion by at least this much
@@ -226,10 +258,14 @@ class PipelineConfig(_Section):
     data: DataConfig = DataConfig()
     ingest: IngestConfig = IngestConfig()
     vae: VAEConfig = VAEConfig()
-    train_vae: TrainConfig = TrainConfig()
+    train_vae: TrainConfig = TrainConfig(
+        lr=2e-3, lr_schedule="cosine", warmup_steps=100, min_lr_ratio=0.02, batch_size=4,
+        augment=list(AUGMENTATIONS),
+    )
     gan: GANConfig = GANConfig()
     train_gan: TrainConfig = TrainConfig(lr=2e-4)
     eval: EvalConfig = EvalConfig()
+    judge: JudgeConfig = JudgeConfig()
     registry: RegisterConfig = RegisterConfig()
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -47,8 +47,9 @@ PIPELINE: tuple[Step, ...] = (
     Step("ingest", steps.ingest, ("synth",), ("ingest", "data"), 0),
     Step("train_vae", steps.train_vae, ("ingest",), ("vae", "train_vae"), 0),
     Step("train_gan", steps.train_gan, ("ingest", "train_vae"), ("gan", "train_gan"), 0),
+    Step("train_judge", steps.train_judge, ("ingest",), ("judge",), 1),
     # evaluate scores the VAE *and* the GAN's samples, so a GAN change re-runs it.
-    Step("evaluate", steps.evaluate, ("ingest", "train_vae", "train_gan"), ("eval",), 1),
+    Step("evaluate", steps.evaluate, ("ingest", "train_vae", "train_gan", "train_judge"), ("eval",), 1),
     Step("register", steps.register, ("ingest", "train_vae", "train_gan", "evaluate"), ("registry",), 0),
 )
 

@@ -18,15 +18,8 @@ def print_summary(result: PipelineResult, workdir: Path) -> None:
         how = "reused" if rec.reused else f"ran {rec.duration_s:6.1f}s"
         echo(f"  {rec.name:<10} {how:<12} run {rec.run_id}")
     ev = result.outputs("evaluate")
-    echo(
-        f"VAE test PSNR {ev['vae_psnr']:.2f} dB, SSIM {ev['vae_ssim']:.3f} "
-        f"(mean-frame baseline {ev['baseline_psnr']:.2f} dB, {ev['baseline_ssim']:.3f}) on {ev['num_test_clips']} clips"
-    )
-    if "gan_diversity_ratio" in ev:
-        echo(
-            f"GAN samples vs test clips: std ratio {ev['gan_std_ratio']:.2f}, motion ratio {ev['gan_motion_ratio']:.2f}, "
-            f"diversity ratio {ev['gan_diversity_ratio']:.2f}, mean-colour gap {ev['gan_mean_abs_diff']:.1f} levels"
-        )
+    for line in headline_lines(ev):
+        echo(line)
     reg = result.outputs("register")
     for kind in ("vae", "gan"):
         r = reg[kind]
@@ -40,3 +33,35 @@ def print_summary(result: PipelineResult, workdir: Path) -> None:
     if result.tracking_uri.startswith("sqlite:"):
         echo(f"look at it:   mlflow ui --backend-store-uri {result.tracking_uri} --port 5000   (then open http://127.0.0.1:5000)")
     echo(f"work dir:     {workdir}")
+
+
+def _pm(ev: dict, key: str, fmt: str = ".3f") -> str:
+    v, sd = ev.get(key), ev.get(f"{key}_std")
+    if not isinstance(v, (int, float)):
+        return "n/a"
+    return f"{v:{fmt}}" + (f" ± {sd:{fmt}}" if isinstance(sd, (int, float)) else "")
+
+
+def headline_lines(ev: dict) -> list[str]:
+    """The evaluate step's figures as a few readable lines, each beside its baselines."""
+    lines = [
+        f"VAE on {ev['num_test_clips']} test clips ({ev.get('vae_compression', float('nan')):.0f}x compression): "
+        f"PSNR {_pm(ev, 'vae_psnr', '.2f')} dB, SSIM {_pm(ev, 'vae_ssim')}, colour ratio {ev.get('vae_colour_ratio', float('nan')):.2f}"
+        f" | mean-frame baseline {ev['baseline_psnr']:.2f} dB, SSIM {ev['baseline_ssim']:.3f}",
+    ]
+    if "gan_fd" in ev:
+        space = ev.get("gan_feature_space", "judge")
+        judge = f", judge test accuracy {ev['judge_test_accuracy']:.2f}" if "judge_test_accuracy" in ev else ""
+        lines.append(
+            f"GAN ({ev.get('eval_num_samples')} samples x {ev.get('eval_seeds')} seeds, {space} features{judge}):"
+        )
+        rows = [("fd", "Fréchet distance", ".2f"), ("precision", "precision", ".2f"), ("recall", "recall", ".2f"),
+                ("class_consistency", "class consistency", ".2f"), ("diversity_ratio", "diversity ratio", ".2f"),
+                ("colour_ratio", "colour ratio", ".2f")]
+        for key, label, fmt in rows:
+            if f"gan_{key}" in ev:
+                lines.append(
+                    f"  {label:<18} GAN {_pm(ev, 'gan_' + key, fmt):<16} real-vs-real {_pm(ev, 'real_' + key, fmt):<16} "
+                    f"VAE prior {_pm(ev, 'prior_' + key, fmt)}"
+                )
+    return lines

@@ -130,19 +130,57 @@ def train_gan(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> 
     return {**result, "mlflow_run_id": ctx.run_id}
 
 
+def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Train the in-domain judge (a small video classifier) on the labelled train split.
+
+    Unlabelled data (any clip with label -1, or fewer than two classes) has no
+    judge; evaluation then uses VAE-encoder features and says so.
+    """
+    from vidgen_core.data.readers import load_clips
+    from vidgen_core.data.schema import read_manifest
+    from vidgen_core.eval.judge import train_judge as fit_judge
+    from vidgen_core.models.io import save_model
+
+    shard_dir = inputs["ingest"]["shard_dir"]
+    names = list(read_manifest(shard_dir).get("label_names") or [])
+    train, test = load_clips(shard_dir, "train"), load_clips(shard_dir, "test")
+    if len(names) < 2 or len(train[1]) == 0 or (train[1] < 0).any() or (test[1] < 0).any():
+        reason = "the clips are not labelled with at least two classes: GAN figures use VAE-encoder features"
+        ctx.client().set_tag(ctx.run_id, "vidgen.judge", reason)
+        return {"judge_dir": None, "reason": reason}
+    j = cfg.judge
+    result = fit_judge(
+        train[0], train[1], len(names), steps=j.steps, batch_size=j.batch_size, lr=j.lr, width=j.width, seed=j.seed,
+        test=test if len(test[0]) else None,
+    )
+    judge_dir = os.path.join(ctx.out_dir, "judge")
+    save_model(result.judge, "judge", {"width": j.width}, judge_dir, extra={"num_classes": len(names), "label_names": names})
+    metrics = {"judge_train_accuracy": result.train_accuracy, "judge_test_accuracy": result.test_accuracy}
+    ctx.log_metrics(metrics)
+    return {"judge_dir": judge_dir, **metrics}
+
+
 def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """VAE PSNR/SSIM on the test split against the mean-frame baseline, and GAN sample statistics."""
+    """VAE reconstruction figures and judge-based GAN figures, each beside its baselines; previews for people."""
     from vidgen_core.eval.evaluate import evaluate_vae
     from vidgen_core.eval.gan_eval import evaluate_gan
+    from vidgen_core.tracking.artifacts import log_json
+    from vidgen_core.tracking.previews import log_previews
 
     shard_dir, vae_dir = inputs["ingest"]["shard_dir"], inputs["train_vae"]["model_dir"]
+    judge = inputs.get("train_judge", {})
     metrics = evaluate_vae(vae_dir, shard_dir, cfg.eval)
     metrics["vae_psnr_gain_db"] = metrics["vae_psnr"] - metrics["baseline_psnr"]
-    metrics.update(evaluate_gan(inputs["train_gan"]["model_dir"], vae_dir, shard_dir, cfg.eval))
-    ctx.log_metrics(metrics)
-    from vidgen_core.tracking.artifacts import log_json
-
-    log_json(ctx.client(), ctx.run_id, metrics, "eval_report.json")
+    metrics["vae_ssim_gain"] = metrics["vae_ssim"] - metrics["baseline_ssim"]
+    metrics.update(evaluate_gan(inputs["train_gan"]["model_dir"], vae_dir, shard_dir, cfg.eval, judge.get("judge_dir")))
+    if judge.get("judge_test_accuracy") is not None:
+        metrics["judge_test_accuracy"] = judge["judge_test_accuracy"]
+    client = ctx.client()
+    ctx.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    client.set_tag(ctx.run_id, "vidgen.gan_feature_space", str(metrics["gan_feature_space"]))
+    log_previews(client, ctx.run_id, shard_dir, vae_dir, inputs["train_gan"]["model_dir"],
+                 inputs["train_vae"].get("mlflow_run_id"), ctx.out_dir)
+    log_json(client, ctx.run_id, metrics, "eval_report.json")
     return metrics
 
 
@@ -192,7 +230,7 @@ def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
     # read the old champion and each move the alias.
     with store_lock(ctx.tracking_uri):
         champion = current_champion(client, vae["name"], cfg.registry.champion_metric)
-        decision = decide(metrics, cfg.registry, champion, str(vae["version"]))
+        decision = decide(metrics, cfg.registry, champion, str(vae["version"]), tags["data_manifest_fingerprint"])
         apply_decision(client, {vae["name"]: str(vae["version"]), gan["name"]: str(gan["version"])}, decision)
     client.set_tag(ctx.run_id, "vidgen.decision", decision.reason[:5000])
     log_json(client, ctx.run_id, {**decision.as_dict(), "vae": vae, "gan": gan}, "promotion.json")

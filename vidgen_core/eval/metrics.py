@@ -131,3 +131,50 @@ def mean_frame_baseline(clips: np.ndarray) -> np.ndarray:
         raise ValueError(f"clips must be uint8 (N, T, H, W, 3), got {clips.dtype} {clips.shape}")
     mean = np.rint(clips.mean(axis=1, dtype=np.float64, keepdims=True)).astype(np.uint8)
     return np.broadcast_to(mean, clips.shape).copy()
+
+
+FOREGROUND_THRESHOLD = 40  # uint8 levels away from the background colour that make a pixel "object"
+
+
+def foreground_mask(clips: np.ndarray, threshold: int = FOREGROUND_THRESHOLD) -> np.ndarray:
+    """Boolean ``(N, T, H, W)``: pixels that differ from their clip's background colour.
+
+    The background colour of a clip is the per-channel median over all its
+    pixels (objects cover a minority of the frame); a pixel is foreground when
+    any channel differs from it by more than ``threshold`` levels.
+    """
+    if clips.dtype != np.uint8 or clips.ndim != 5 or clips.shape[-1] != 3:
+        raise ValueError(f"clips must be uint8 (N, T, H, W, 3), got {clips.dtype} {clips.shape}")
+    flat = clips.reshape(len(clips), -1, 3)
+    background = np.median(flat, axis=1).astype(np.int16)  # (N, 3)
+    diff = np.abs(clips.astype(np.int16) - background[:, None, None, None, :])
+    return diff.max(axis=-1) > threshold
+
+
+def chroma(clips: np.ndarray) -> np.ndarray:
+    """Per-pixel colourfulness ``max(R, G, B) - min(R, G, B)`` in uint8 levels: (N, T, H, W) float32.
+
+    HSV's chroma: 0 for any grey, up to 255 for a pure primary colour.
+    """
+    c = clips.astype(np.float32)
+    return c.max(axis=-1) - c.min(axis=-1)
+
+
+def saturation_ratio(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean chroma of ``pred`` over the foreground of ``target`` / that of ``target`` itself.
+
+    1.0: objects keep their colourfulness; 0.2: they decode as grey blobs. The
+    mask comes from the originals (:func:`foreground_mask`) unless given. NaN
+    when the originals have no colourful foreground to compare.
+
+    Args:
+        pred: uint8 ``(N, T, H, W, 3)`` reconstructions or samples.
+        target: uint8 ``(N, T, H, W, 3)`` originals (for samples: real clips of the same shape).
+        mask: boolean ``(N, T, H, W)`` foreground of ``target``.
+    """
+    _check_pair(pred, target)
+    m = foreground_mask(target) if mask is None else mask
+    ref = float(chroma(target)[m].sum())
+    if ref <= 0:
+        return float("nan")
+    return float(chroma(pred)[m].sum()) / ref

@@ -32,6 +32,21 @@ class FrameGroupNorm(nn.GroupNorm):
         return y.reshape(b, t, c, h, w).transpose(1, 2)
 
 
+def norm_layer(channels: int, kind: str = "group", per_frame: bool = False) -> nn.Module:
+    """``kind="group"``: :func:`group_norm`; ``"none"``: identity.
+
+    The VAE defaults to no normalisation: GroupNorm over a narrow stage mixes a
+    clip's colour channels into shared statistics and then removes them, which
+    is exactly the per-channel information (colour, brightness) a codec must
+    carry. Residual branches are then zero-initialised to keep training stable.
+    """
+    if kind == "group":
+        return group_norm(channels, per_frame)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm '{kind}', expected 'group' or 'none'")
+
+
 def group_norm(channels: int, per_frame: bool = False) -> nn.GroupNorm:
     """GroupNorm with at most 8 groups that divide ``channels`` (per frame for causal models).
 
@@ -82,16 +97,21 @@ class ResnetBlock3D(nn.Module):
 
     Shapes: (B, C_in, T, H, W) -> (B, C_out, T, H, W). A 1×1×1 conv projects the
     skip path when the channel count changes. A causal block also normalises
-    per frame (:class:`FrameGroupNorm`).
+    per frame (:class:`FrameGroupNorm`). ``norm="none"`` drops both norms and
+    zero-initialises the last conv, so each block starts as its skip path.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, causal: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int, causal: bool = False, norm: str = "group") -> None:
         super().__init__()
-        self.norm1 = group_norm(in_channels, per_frame=causal)
+        self.norm1 = norm_layer(in_channels, norm, per_frame=causal)
         self.conv1 = conv3d(in_channels, out_channels, causal=causal)
-        self.norm2 = group_norm(out_channels, per_frame=causal)
+        self.norm2 = norm_layer(out_channels, norm, per_frame=causal)
         self.conv2 = conv3d(out_channels, out_channels, causal=causal)
         self.skip = conv3d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else nn.Identity()
+        if norm == "none":
+            last = self.conv2.conv if isinstance(self.conv2, CausalConv3d) else self.conv2
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -129,3 +149,26 @@ class Upsample3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=self.scale, mode="nearest")
         return self.conv(x)
+
+
+def space_to_depth(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C·p·p, T, H/p, W/p): each p×p pixel patch becomes channels.
+
+    Lets a model read full-resolution detail while its first convolution runs
+    on a p² times smaller grid (the cheap way to full resolution on a CPU).
+    """
+    if p == 1:
+        return x
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c, t, h // p, p, w // p, p).permute(0, 1, 4, 6, 2, 3, 5)
+    return x.reshape(b, c * p * p, t, h // p, w // p)
+
+
+def depth_to_space(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C·p·p, T, H, W) -> (B, C, T, H·p, W·p): the inverse of :func:`space_to_depth`."""
+    if p == 1:
+        return x
+    b, cpp, t, h, w = x.shape
+    c = cpp // (p * p)
+    x = x.reshape(b, c, p, p, t, h, w).permute(0, 1, 4, 5, 2, 6, 3)
+    return x.reshape(b, c, t, h * p, w * p)

@@ -27,12 +27,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vidgen_core.models.gan import LatentDiscriminator, build_generator
+from vidgen_core.models.judge import VideoJudge
 from vidgen_core.models.vae import VideoVAE
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
-KINDS = ("vae", "gan", "gan_discriminator")
+KINDS = ("vae", "gan", "gan_discriminator", "judge")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -51,6 +52,8 @@ def build_model(kind: str, model_config: dict[str, Any], extra: dict[str, Any]) 
     cfg = SimpleNamespace(**model_config)
     if kind == "vae":
         return VideoVAE(cfg)
+    if kind == "judge":
+        return VideoJudge(int(extra["num_classes"]), int(model_config.get("width", 32)))
     if kind in ("gan", "gan_discriminator"):
         missing = [k for k in ("latent_shape", "num_classes") if k not in extra]
         if missing:

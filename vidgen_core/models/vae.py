@@ -27,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidgen_core.models.blocks import Downsample3D, ResnetBlock3D, Upsample3D, conv3d, group_norm
+from vidgen_core.models.blocks import (
+    Downsample3D, ResnetBlock3D, Upsample3D, conv3d, depth_to_space, norm_layer, space_to_depth,
+)
+from vidgen_core.models.colour import ColourBasis
 
 if TYPE_CHECKING:
     from vidgen_core.config import VAEConfig
@@ -89,13 +92,23 @@ def _stage_channels(cfg: VAEConfig, num_stages: int) -> list[int]:
     return [cfg.base_channels * mult[min(i, len(mult) - 1)] for i in range(num_stages)]
 
 
-def _options(cfg: VAEConfig) -> tuple[bool, int]:
+def _options(cfg: VAEConfig) -> tuple[bool, int, str]:
     # Model configs saved before these options existed read as the old architecture.
-    return bool(getattr(cfg, "causal", False)), int(getattr(cfg, "num_res_blocks", 1))
+    return bool(getattr(cfg, "causal", False)), int(getattr(cfg, "num_res_blocks", 1)), str(getattr(cfg, "norm", "group"))
 
 
-def _res_blocks(in_channels: int, out_channels: int, n: int, causal: bool) -> list[nn.Module]:
-    return [ResnetBlock3D(in_channels if i == 0 else out_channels, out_channels, causal) for i in range(n)]
+def _patch(cfg: VAEConfig) -> tuple[int, int]:
+    """(patch size p, spatial halvings left to the convs after the p×p space-to-depth)."""
+    p = int(getattr(cfg, "patch_size", 1))
+    n_p = _log2_exact(p, "patch_size")
+    n_s = _log2_exact(cfg.spatial_downsample, "spatial_downsample")
+    if n_p > n_s:
+        raise ValueError(f"patch_size {p} exceeds spatial_downsample {cfg.spatial_downsample}")
+    return p, n_s - n_p
+
+
+def _res_blocks(in_channels: int, out_channels: int, n: int, causal: bool, norm: str) -> list[nn.Module]:
+    return [ResnetBlock3D(in_channels if i == 0 else out_channels, out_channels, causal, norm) for i in range(n)]
 
 
 class Encoder(nn.Module):
@@ -104,26 +117,26 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         n_t = _log2_exact(cfg.temporal_downsample, "temporal_downsample")
-        n_s = _log2_exact(cfg.spatial_downsample, "spatial_downsample")
+        self.patch, n_s = _patch(cfg)
         n_down = max(n_t, n_s)
         chans = _stage_channels(cfg, max(n_down, 1))
         mid = cfg.base_channels * cfg.channel_mult[-1]
-        causal, n_res = _options(cfg)
+        causal, n_res, norm = _options(cfg)
 
-        self.conv_in = conv3d(3, chans[0], causal=causal)
+        self.conv_in = conv3d(3 * self.patch**2, chans[0], causal=causal)
         stages: list[nn.Module] = []
         prev = chans[0]
         for i in range(n_down):
             down = Downsample3D(chans[i], i < n_t, i < n_s, causal)
-            stages.append(nn.Sequential(*_res_blocks(prev, chans[i], n_res, causal), down))
+            stages.append(nn.Sequential(*_res_blocks(prev, chans[i], n_res, causal, norm), down))
             prev = chans[i]
         self.down = nn.Sequential(*stages)
-        self.mid = ResnetBlock3D(prev, mid, causal)
-        self.norm_out = group_norm(mid, per_frame=causal)
+        self.mid = ResnetBlock3D(prev, mid, causal, norm)
+        self.norm_out = norm_layer(mid, norm, per_frame=causal)
         self.conv_out = conv3d(mid, 2 * cfg.latent_channels, causal=causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.down(self.conv_in(x)))
+        h = self.mid(self.down(self.conv_in(space_to_depth(x, self.patch))))
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
@@ -133,37 +146,51 @@ class Decoder(nn.Module):
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         n_t = _log2_exact(cfg.temporal_downsample, "temporal_downsample")
-        n_s = _log2_exact(cfg.spatial_downsample, "spatial_downsample")
+        self.patch, n_s = _patch(cfg)
         n_down = max(n_t, n_s)
         chans = _stage_channels(cfg, max(n_down, 1))
         mid = cfg.base_channels * cfg.channel_mult[-1]
-        causal, n_res = _options(cfg)
+        causal, n_res, norm = _options(cfg)
 
         self.conv_in = conv3d(cfg.latent_channels, mid, causal=causal)
-        self.mid = ResnetBlock3D(mid, mid, causal)
+        self.mid = ResnetBlock3D(mid, mid, causal, norm)
         stages: list[nn.Module] = []
         prev = mid
         for i in reversed(range(n_down)):  # mirror of the encoder: deepest stage first
             up = Upsample3D(chans[i], i < n_t, i < n_s, causal)
-            stages.append(nn.Sequential(*_res_blocks(prev, chans[i], n_res, causal), up))
+            stages.append(nn.Sequential(*_res_blocks(prev, chans[i], n_res, causal, norm), up))
             prev = chans[i]
         self.up = nn.Sequential(*stages)
-        self.norm_out = group_norm(prev, per_frame=causal)
-        self.conv_out = conv3d(prev, 3, causal=causal)
+        self.norm_out = norm_layer(prev, norm, per_frame=causal)
+        self.conv_out = conv3d(prev, 3 * self.patch**2, causal=causal)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.up(self.mid(self.conv_in(z)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return depth_to_space(self.conv_out(F.silu(self.norm_out(h))), self.patch)
 
 
 class VideoVAE(nn.Module):
-    """3D-conv KL VAE over clips (B, 3, T, H, W) in [-1, 1]."""
+    """3D-conv KL VAE over RGB clips (B, 3, T, H, W) in [-1, 1].
+
+    The encoder reads, and the decoder writes, the brightness/colour basis of
+    :class:`~vidgen_core.models.colour.ColourBasis` (``colour_weight``); the
+    conversion happens inside :meth:`encode` and :meth:`decode`, so callers see
+    RGB only. :meth:`to_loss_space` maps RGB into that basis for the loss.
+    """
 
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # Saved configs from before the colour basis read as plain RGB (weight 1 is a rotation,
+        # but the old weights expect RGB input, so those models skip the basis entirely).
+        weight = getattr(cfg, "colour_weight", None)
+        self.colour = ColourBasis(weight) if weight is not None else None
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+
+    def to_loss_space(self, rgb: torch.Tensor) -> torch.Tensor:
+        """RGB (B, 3, ...) -> the basis the reconstruction loss is measured in (identity for RGB models)."""
+        return rgb if self.colour is None else self.colour(rgb)
 
     def latent_shape(self, clip_len: int, size: int) -> tuple[int, int, int, int]:
         """(Cz, T', H', W') of the latent of a clip of ``clip_len`` frames of ``size``×``size``."""
@@ -186,12 +213,13 @@ class VideoVAE(nn.Module):
         t, s = self.cfg.temporal_downsample, self.cfg.spatial_downsample
         if x.shape[2] % t or x.shape[3] % s or x.shape[4] % s:
             raise ValueError(f"video shape {tuple(x.shape[2:])} (T, H, W) must divide by ({t}, {s}, {s})")
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        mean, logvar = self.encoder(self.to_loss_space(x)).chunk(2, dim=1)
         return DiagonalGaussian(mean, logvar)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, Cz, T', H', W') -> recon (B, 3, T'·t, H'·s, W'·s)."""
-        return self.decoder(z)
+        """z (B, Cz, T', H', W') -> RGB recon (B, 3, T'·t, H'·s, W'·s)."""
+        out = self.decoder(z)
+        return out if self.colour is None else self.colour.inverse(out)
 
     def forward(self, x: torch.Tensor, sample: bool = True, noise: torch.Tensor | None = None) -> VAEOutput:
         """x (B, 3, T, H, W) -> VAEOutput; ``sample=False`` decodes the posterior mean.

@@ -64,6 +64,16 @@ def gate_failures(metrics: dict[str, Any], cfg: RegisterConfig) -> list[str]:
         gain = metrics["vae_psnr"] - metrics["baseline_psnr"]
     if gain is None or gain < cfg.min_psnr_gain_db:
         out.append(f"VAE PSNR gain over the mean-frame baseline {_fmt(gain)} dB < {cfg.min_psnr_gain_db} dB")
+    ssim, base_ssim = _get(metrics, "vae_ssim"), _get(metrics, "baseline_ssim")
+    if ssim is None or base_ssim is None or not ssim - base_ssim > cfg.min_ssim_gain:
+        out.append(f"VAE SSIM {_fmt(ssim)} not above the mean-frame baseline's {_fmt(base_ssim)} by > {cfg.min_ssim_gain}")
+    colour = _get(metrics, "vae_colour_ratio")
+    if colour is None or colour < cfg.min_colour_ratio:
+        out.append(f"VAE colour ratio {_fmt(colour)} < {cfg.min_colour_ratio} (reconstructions lose colour)")
+    if cfg.gan_must_beat_prior:
+        fd, prior = _get(metrics, "gan_fd"), _get(metrics, "prior_fd")
+        if fd is None or prior is None or not fd < prior:
+            out.append(f"GAN Fréchet distance {_fmt(fd)} not below the VAE-prior baseline's {_fmt(prior)}")
     for name, bound in sorted(cfg.min_metrics.items()):
         v = _get(metrics, name)
         if v is None or v < bound:
@@ -75,8 +85,16 @@ def gate_failures(metrics: dict[str, Any], cfg: RegisterConfig) -> list[str]:
     return out
 
 
-def decide(metrics: dict[str, Any], cfg: RegisterConfig, champion: Champion | None, new_version: str) -> Decision:
-    """Whether the new version becomes candidate (gates) and champion (gates + comparison)."""
+def decide(
+    metrics: dict[str, Any], cfg: RegisterConfig, champion: Champion | None, new_version: str,
+    manifest: str | None = None,
+) -> Decision:
+    """Whether the new version becomes candidate (gates) and champion (gates + comparison).
+
+    ``manifest`` is the new version's data manifest fingerprint: a champion measured
+    on other test data is not comparable, so it is replaced by the first version
+    that passes the gates on this data (said so in the reason).
+    """
     metric = cfg.champion_metric
     value = _get(metrics, metric)
     failures = gate_failures(metrics, cfg)
@@ -93,6 +111,13 @@ def decide(metrics: dict[str, Any], cfg: RegisterConfig, champion: Champion | No
         return Decision(True, False, f"candidate set; already champion ({metric} {_fmt(value)})", **base)
     if champion.value is None:
         return Decision(True, True, f"candidate set; champion moved from v{champion.version}, which has no '{metric}' tag", **base)
+    if manifest is not None and champion.manifest != manifest:
+        return Decision(
+            True, True,
+            f"candidate set; champion moved from v{champion.version}, which was measured on other data "
+            f"(manifest {champion.manifest or 'unknown'} vs {manifest}): their {metric} values are not comparable",
+            **base,
+        )
     sign = 1.0 if cfg.greater_is_better else -1.0
     gain = sign * (value - champion.value)
     better = "higher" if cfg.greater_is_better else "lower"

@@ -24,6 +24,7 @@ from torch import nn
 
 from vidgen_core.models.patch_disc import PatchDiscriminator3D
 from vidgen_core.models.vae import VideoVAE, frames_to_video
+from vidgen_core.train.augment import augment_batch
 from vidgen_core.train.checkpoint import TrainingState, capture_state, restore_state
 from vidgen_core.train.losses import hinge_d_loss, hinge_g_loss, kl_divergence, reconstruction_l1, reconstruction_l2
 from vidgen_core.train.loop import WindowMeter, batch_noise, next_batch, seed_for_step, split_batch, unwrap
@@ -52,7 +53,8 @@ def vae_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """Forward + loss on x (B, 3, T, H, W) in [-1, 1] -> (loss, detached terms, recon (B, 3, T, H, W)).
 
-    loss = L1|L2(recon, x) + kl_weight · KL(q(z|x) || N(0, I)) [+ adv_weight · hinge_g(D(recon))].
+    loss = L1|L2(B(recon), B(x)) + kl_weight · KL(q(z|x) || N(0, I)) [+ adv_weight · hinge_g(D(recon))],
+    with B the model's loss space (``VideoVAE.to_loss_space``: the scaled brightness/colour basis).
     Every term is a mean over samples of per-sample means, so averaging DDP
     gradients over equal local batches equals the gradient on the global batch.
     Loss terms are computed in float32 even under autocast.
@@ -62,7 +64,9 @@ def vae_loss(
         out = model(x, noise=noise)
         adv_logits = disc(out.recon) if disc is not None else None
     rec_fn = reconstruction_l2 if recon_loss == "l2" else reconstruction_l1
-    rec = rec_fn(out.recon.float(), x.float())
+    # Scored in the VAE's brightness/colour basis, where colour errors weigh as much as brightness.
+    to_space = getattr(unwrap(model), "to_loss_space", lambda v: v)
+    rec = rec_fn(to_space(out.recon.float()), to_space(x.float()))
     kl = kl_divergence(out.posterior.mean.float(), out.posterior.logvar.float())
     loss = rec + kl_weight * kl
     terms = {"rec": rec.detach(), "kl": kl.detach()}
@@ -197,7 +201,8 @@ def fit_vae(
         xs, noises = [], []
         for micro in range(train_cfg.grad_accum):
             frames, _ = split_batch(next_batch(batches, step))
-            x = numerics.to_input(frames_to_video(frames, numerics.device))
+            x = frames_to_video(frames, numerics.device)
+            x = numerics.to_input(augment_batch(x, train_cfg.augment, train_cfg.seed, step, micro, train_cfg.grad_accum))
             xs.append(x)
             dims = bare.latent_dims(*x.shape[2:])
             noises.append(batch_noise(dims, x.shape[0], train_cfg.seed, step, micro, train_cfg.grad_accum, x.device))

@@ -127,6 +127,20 @@ class EpochBatches:
         self._it, self._peeked = None, []
 
 
+def shuffled_batches(
+    frames: torch.Tensor, labels: torch.Tensor | None, batch_size: int, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """One epoch of (frames (b, ...), labels (b,) | None) batches in a seeded random order; drops the remainder.
+
+    The same seed gives the same batches on every process, so DDP ranks that
+    each hold the whole set can shuffle alike and slice their share.
+    """
+    order = torch.randperm(len(frames), generator=torch.Generator().manual_seed(seed))
+    for i in range(0, len(order) - batch_size + 1, batch_size):
+        idx = order[i : i + batch_size]
+        yield frames[idx], (labels[idx] if labels is not None else None)
+
+
 def next_batch(batches: Iterator[Any], step: int) -> Any:
     """The next item of ``batches``; a clear error if the iterator ran dry (it must be cycled)."""
     try:

@@ -30,7 +30,7 @@ import torch
 
 from vidgen_core.config import PipelineConfig, TrainConfig, config_dict
 from vidgen_core.errors import UserError
-from vidgen_core.train.loop import EpochBatches
+from vidgen_core.train.loop import EpochBatches, shuffled_batches
 
 if TYPE_CHECKING:
     import ray.data
@@ -53,6 +53,7 @@ class JobArgs:
     label_names: tuple[str, ...] = ()
     run_dir: str | None = None  # storage_path/run_name: where Ray keeps this run's checkpoints
     status_dir: str | None = None  # local directory for worker status files (None: remote storage)
+    shard_dir: str | None = None  # rank 0 reads validation clips from here for quality-over-steps metrics
 
 
 # --------------------------------------------------------------------------- driver
@@ -99,8 +100,12 @@ def check_gpu(cfg: PipelineConfig, train_cfg: TrainConfig, section: str) -> None
     warnings.warn(f"{section}.use_gpu is true and the cluster has no GPU yet: waiting for the autoscaler", stacklevel=2)
 
 
-def read_train_split(shard_dir: str, manifest: dict[str, Any] | None) -> ray.data.Dataset:
-    """The train split; a small one is materialized so epochs replay from memory.
+def read_train_split(shard_dir: str, manifest: dict[str, Any] | None, seed: int = 0) -> ray.data.Dataset:
+    """The train split, its blocks in a seeded random order; a small one is materialized.
+
+    Blocks follow the shards' file order (one video after another); randomising
+    their order is the coarse half of the shuffle, the workers' local shuffle
+    buffer (:func:`shard_batches`) the fine half.
 
     Every epoch of a lazy dataset re-reads and re-filters the Parquet shards; with
     short epochs that dominates (measured on 2 CPUs, 17 clips of 8x16x16: 0.36 s
@@ -110,7 +115,7 @@ def read_train_split(shard_dir: str, manifest: dict[str, Any] | None) -> ray.dat
 
     from vidgen_core.data.readers import read_split
 
-    ds = read_split(shard_dir, "train")
+    ds = read_split(shard_dir, "train").randomize_block_order(seed=seed)
     manifest = manifest or {}
     nbytes = manifest.get("clips_per_split", {}).get("train", 0) * int(np.prod(manifest.get("clip_shape") or [0]))
     budget = min(CACHE_MAX_BYTES, 0.25 * ray.cluster_resources().get("object_store_memory", 0))
@@ -210,48 +215,71 @@ def worker_context() -> WorkerContext:
 
 
 def shard_batches(train_cfg: TrainConfig, section: str, rank: int, world: int) -> EpochBatches:
-    """Endless (frames uint8 (b, T, H, W, 3), labels (b,)) batches of this rank, epoch after epoch.
+    """Endless, shuffled (frames uint8 (b, T, H, W, 3), labels (b,)) batches of this rank, epoch after epoch.
 
     streaming: this rank's equal split, ``drop_last`` batches of b (an equal
     split gives every rank the same count, so no rank waits in DDP on a short
-    batch). deterministic: the whole split in order, in global batches of
-    world·b, of which this rank keeps rows [rank·b, (rank+1)·b).
+    batch). deterministic: the whole split, in global batches of world·b of
+    which this rank keeps rows [rank·b, (rank+1)·b); every rank shuffles alike.
 
-    A share of at most ``epoch_cache_mb`` is kept in (CPU) memory once one epoch
-    has streamed through, and later epochs replay it in the same order: starting a
-    Ray Data epoch costs ~0.1 s, paid every few steps when epochs are short. Every
-    rank decides alike (equal splits hold equal bytes), so no rank waits in
-    Ray Data's epoch barrier for one that stopped streaming.
+    Shuffling: shards are written video by video, so clips in file order give
+    batches of one or two videos (one colour, one background) and the model
+    chases each in turn. The driver randomises the block order
+    (:func:`read_train_split`); here Ray Data's local shuffle buffer
+    (``shuffle_buffer`` clips, seeded by seed and epoch) mixes clips across
+    blocks. A share of at most ``epoch_cache_mb`` is kept in (CPU) memory once
+    one epoch has streamed through; later epochs replay it as a fresh seeded
+    permutation of all its clips (starting a Ray Data epoch costs ~0.1 s, paid
+    every few steps when epochs are short). Every rank decides alike (equal
+    splits hold equal bytes), so no rank waits in Ray Data's epoch barrier for
+    one that stopped streaming.
     """
     import ray.train
 
     shard = ray.train.get_dataset_shard("train")
     b = train_cfg.batch_size
     deterministic = train_cfg.data_order == "deterministic"
+    size = b * world if deterministic else b  # rows per batch read from the stream
     limit = train_cfg.epoch_cache_mb * 2**20
     cache: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-    state = {"caching": limit > 0, "complete": False, "bytes": 0}
+    state: dict[str, Any] = {"caching": limit > 0, "complete": False, "bytes": 0, "all": None}
 
-    def stream() -> Any:
-        size = b * world if deterministic else b
+    def epoch_seed(epoch: int) -> int:
+        # deterministic: one permutation for all ranks (they slice the same global batches).
+        return (train_cfg.seed * 1_000_003 + epoch * 7919 + (0 if deterministic else 104_729 * rank)) % (2**31)
+
+    def mine(frames: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not deterministic:
+            return frames, labels
+        lo, hi = rank * b, (rank + 1) * b
+        return frames[lo:hi], (labels[lo:hi] if labels is not None else None)
+
+    def stream(epoch: int) -> Any:
+        shuffle = train_cfg.shuffle_buffer > 0
         # CPU batches: the fit loop moves each to the device; a cache must not hold GPU memory.
-        batches = shard.iter_torch_batches(
-            batch_size=size, drop_last=True, prefetch_batches=train_cfg.prefetch_batches, device="cpu"
+        return shard.iter_torch_batches(
+            batch_size=size, drop_last=True, prefetch_batches=train_cfg.prefetch_batches, device="cpu",
+            local_shuffle_buffer_size=train_cfg.shuffle_buffer if shuffle else None,
+            local_shuffle_seed=epoch_seed(epoch) if shuffle else None,
         )
-        for batch in batches:
-            frames, labels = batch["frames"], batch.get("label")
-            if deterministic:
-                lo, hi = rank * b, (rank + 1) * b
-                frames, labels = frames[lo:hi], (labels[lo:hi] if labels is not None else None)
-            yield frames, labels
 
-    def epoch(_: int) -> Any:
+    def replay(epoch: int) -> Any:
+        if state["all"] is None:  # one tensor of every cached clip, built once
+            frames = torch.cat([f for f, _ in cache])
+            labels = torch.cat([lab for _, lab in cache]) if cache[0][1] is not None else None
+            state["all"] = (frames, labels)
+            cache.clear()
+        for frames, labels in shuffled_batches(*state["all"], size, epoch_seed(epoch)):
+            yield mine(frames, labels)
+
+    def epoch(e: int) -> Any:
         if state["complete"]:
-            yield from cache
+            yield from replay(e)
             return
         cache.clear()  # only an epoch streamed from its start to its end is replayed
         state["bytes"] = 0
-        for item in stream():
+        for batch in stream(e):
+            item = (batch["frames"], batch.get("label"))
             if state["caching"]:
                 state["bytes"] += item[0].numel() * item[0].element_size()
                 if state["bytes"] > limit:
@@ -259,7 +287,7 @@ def shard_batches(train_cfg: TrainConfig, section: str, rank: int, world: int) -
                     cache.clear()
                 else:
                     cache.append(item)
-            yield item
+            yield mine(*item)
         state["complete"] = state["caching"] and bool(cache)
 
     return EpochBatches(
@@ -331,6 +359,23 @@ class Rank0Tracker:
         """Process CPU seconds per step over every window but the first: work, whatever else loads the machine."""
         steps = sum(n for n, _ in self.step_times[1:])
         return sum(self.cpu_times[1:]) / steps if steps else None
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        """Queue extra metrics (e.g. validation quality) at ``step``; rank 0 only."""
+        if self.enabled:
+            self.metrics.log(metrics, step, int(time.time() * 1000))
+
+    def log_png(self, image: np.ndarray, name: str, subdir: str = "previews") -> None:
+        """Write uint8 (H, W, 3) as a lossless PNG ``name`` and log it under ``subdir``."""
+        if not self.enabled:
+            return
+        from vidgen_core.eval.previews import write_png
+
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                self.client.log_artifact(self.run_id, str(write_png(image, os.path.join(d, name))), subdir)
+            except Exception as exc:
+                warnings.warn(f"MLflow image logging failed for {name}: {exc}", stacklevel=2)
 
     def log_video(self, frames: np.ndarray, name: str, subdir: str = "samples") -> None:
         """Write uint8 (T, H, W, 3) as ``name`` and log it under the run's ``subdir``."""

@@ -59,7 +59,7 @@ def train_gan_ray(
     check_gpu(cfg, cfg.train_gan, "train_gan")
     if dataset is None:
         check_batches_fit((manifest or {}).get("clips_per_split", {}).get("train"), cfg.train_gan, "train_gan")
-        dataset = read_train_split(shard_dir, manifest)
+        dataset = read_train_split(shard_dir, manifest, cfg.train_gan.seed)
     label_names = tuple((manifest or {}).get("label_names") or ())
     args = JobArgs(
         out_dir=local_abs(out_dir),

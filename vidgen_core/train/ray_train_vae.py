@@ -64,8 +64,11 @@ def train_vae_ray(
     check_gpu(cfg, cfg.train_vae, "train_vae")
     if dataset is None:
         check_batches_fit((manifest or {}).get("clips_per_split", {}).get("train"), cfg.train_vae, "train_vae")
-        dataset = read_train_split(shard_dir, manifest)
-    args = JobArgs(out_dir=local_abs(out_dir), tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id)
+        dataset = read_train_split(shard_dir, manifest, cfg.train_vae.seed)
+    args = JobArgs(
+        out_dir=local_abs(out_dir), tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
+        shard_dir=local_abs(shard_dir) if manifest is not None else None,
+    )
     return run_trainer(vae_worker, cfg, cfg.train_vae, args, dataset, storage_path, run_name)
 
 
@@ -76,7 +79,7 @@ def vae_worker(config: dict) -> dict[str, Any]:
 
     from vidgen_core.models.io import save_model, unwrap
     from vidgen_core.models.patch_disc import PatchDiscriminator3D
-    from vidgen_core.models.vae import VideoVAE, frames_to_video, video_to_frames
+    from vidgen_core.models.vae import VideoVAE
     from vidgen_core.train.fit_vae import fit_vae
     from vidgen_core.train.precision import maybe_compile, resolve_numerics
 
@@ -96,27 +99,20 @@ def vae_worker(config: dict) -> dict[str, Any]:
     batches = shard_batches(tc, "train_vae", wc.rank, wc.world)
     if state is not None and state.data is not None:
         batches.load_state_dict(state.data)  # before peeking: the epoch opens once, at the resumed position
-    # Keep a few clips for the preview: pulling an extra batch at the end could block
-    # the other ranks' data split at an epoch boundary.
-    preview = batches.peek()[0][:PREVIEW_CLIPS].cpu().clone()
-
-    def recon_video(vae: torch.nn.Module) -> np.ndarray:
-        was_training = vae.training
-        vae.eval()
-        with torch.no_grad():
-            recon = video_to_frames(vae(frames_to_video(preview, wc.device), sample=False).recon)
-        vae.train(was_training)
-        # Clips (T, H, W, 3): original | recon side by side (W), one clip per row (H).
-        pairs = [np.concatenate([o, r], axis=2) for o, r in zip(preview.numpy(), recon)]
-        return np.concatenate(pairs, axis=1)
+    # Validation clips (rank 0, read with pyarrow, never from the training stream) score
+    # the model every sample_every steps: quality over training is what a user tunes by.
+    val = validation_clips(args.shard_dir) if wc.rank == 0 else None
+    preview = batches.peek()[0][:PREVIEW_CLIPS].cpu().clone()  # shapes of the saved model; no extra batch pulled
 
     def on_log(step: int, metrics: dict[str, float]) -> None:
         tracker.on_log(step, metrics)
         status.write("progress", step)
 
     def on_sample(step: int, vae: torch.nn.Module) -> None:
-        if tracker.enabled:
-            tracker.log_video(recon_video(vae), "vae_recon.mp4", f"samples/step_{step:08d}")
+        if tracker.enabled and val is not None:
+            figures, strip = score_on_validation(vae, val, wc.device)
+            tracker.log_metrics(step, figures)
+            tracker.log_png(strip, "vae_recon_val.png", f"previews/step_{step:08d}")
 
     fit_vae(
         cfg.vae, tc, batches, on_log, model, device=wc.device, state=state,
@@ -130,7 +126,39 @@ def vae_worker(config: dict) -> dict[str, Any]:
         clip_len, size = int(preview.shape[1]), int(preview.shape[2])
         extra = {"clip_len": clip_len, "size": size, "latent_shape": list(vae.latent_shape(clip_len, size)), "steps": tc.steps}
         save_model(vae, "vae", config_dict(cfg.vae), args.out_dir, extra=extra)
-        if tracker.enabled:
-            tracker.log_video(recon_video(vae), "vae_recon.mp4")
+        if tracker.enabled and val is not None:
+            figures, strip = score_on_validation(vae, val, wc.device)
+            tracker.log_metrics(tc.steps, figures)
+            tracker.log_png(strip, "vae_recon_val.png")
     tracker.close()
     return result
+
+
+VALIDATION_CLIPS = 32
+
+
+def validation_clips(shard_dir: str | None) -> np.ndarray | None:
+    """Up to VALIDATION_CLIPS uint8 val clips (N, T, H, W, 3) (test clips if there is no val split), or None."""
+    if shard_dir is None:
+        return None
+    from vidgen_core.data.readers import load_clips
+
+    for split in ("val", "test"):
+        frames, _ = load_clips(shard_dir, split, VALIDATION_CLIPS)
+        if len(frames):
+            return frames
+    return None
+
+
+def score_on_validation(vae: torch.nn.Module, clips: np.ndarray, device: torch.device) -> tuple[dict[str, float], np.ndarray]:
+    """({val_psnr, val_ssim, val_colour_ratio}, recon strip PNG of the first PREVIEW_CLIPS) for the current weights."""
+    from vidgen_core.eval.inference import reconstruct
+    from vidgen_core.eval.metrics import psnr, saturation_ratio, ssim
+    from vidgen_core.eval.previews import recon_strip
+
+    was_training = vae.training
+    vae.eval()
+    recon = reconstruct(vae, clips, 16)
+    vae.train(was_training)
+    figures = {"val_psnr": psnr(recon, clips), "val_ssim": ssim(recon, clips), "val_colour_ratio": saturation_ratio(recon, clips)}
+    return figures, recon_strip(clips[:PREVIEW_CLIPS], recon[:PREVIEW_CLIPS])

@@ -1,0 +1,55 @@
+"""The judge network: a small video classifier used to score generated clips (torch only).
+
+Trained and used by :mod:`vidgen_core.eval.judge`; lives here so a saved judge
+(``kind: judge``) is rebuilt like every other model.
+Shapes: clips uint8 (B, T, H, W, 3); features (B, F); logits (B, K).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vidgen_core.models.vae import frames_to_video
+
+
+class VideoJudge(nn.Module):
+    """uint8 clips (B, T, H, W, 3) -> logits (B, num_classes); :meth:`features` -> (B, num_features).
+
+    Three 3D-conv stages (stride 2 in space, 1 then 2 in time), global average
+    pooling, and a linear head. Its channels are few on purpose: it must train
+    in seconds on a CPU as part of every workflow run.
+    """
+
+    def __init__(self, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"a judge needs at least 2 classes, got {num_classes}")
+        self.num_classes = num_classes
+        self.width = width
+        self.num_features = 2 * width
+        self.body = nn.Sequential(
+            nn.Conv3d(3, width // 2, 3, stride=(1, 2, 2), padding=1), nn.SiLU(),
+            nn.Conv3d(width // 2, width, 3, stride=(1, 2, 2), padding=1), nn.SiLU(),
+            nn.Conv3d(width, 2 * width, 3, stride=(2, 2, 2), padding=1), nn.SiLU(),
+            nn.Conv3d(2 * width, 2 * width, 3, padding=1), nn.SiLU(),
+        )
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def features_of_video(self, x: torch.Tensor) -> torch.Tensor:
+        """x float (B, 3, T, H, W) in [-1, 1] -> pooled features (B, num_features)."""
+        return self.body(x).mean(dim=(2, 3, 4))
+
+    def features(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 clips (B, T, H, W, 3) -> features (B, num_features)."""
+        return self.features_of_video(frames_to_video(clips, _device(self)))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 clips (B, T, H, W, 3) -> logits (B, num_classes)."""
+        return self.head(self.features(clips))
+
+
+def _device(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
