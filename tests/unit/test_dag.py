@@ -20,7 +20,8 @@ def test_a_train_gan_change_invalidates_train_gan_evaluate_register_only() -> No
 
 
 def test_upstream_changes_cascade_and_code_changes_invalidate_everything() -> None:
-    assert _changed("ingest.size=16") == {"ingest", "train_vae", "train_gan", "evaluate", "register"}
+    assert _changed("ingest.size=16") == {"ingest", "train_vae", "train_gan", "train_judge", "evaluate", "register"}
+    assert _changed("judge.steps=9") == {"train_judge", "evaluate", "register"}
     assert _changed("registry.min_improvement=1") == {"register"}
     cfg = load_config(None)
     a, b = step_fingerprints(cfg, "code-a"), step_fingerprints(cfg, "code-b")

@@ -88,7 +88,9 @@ def test_real_vae_from_a_saved_directory(tmp_path, test_split):
     torch.manual_seed(0)
     save_model(VideoVAE(cfg), "vae", cfg.model_dump(), tmp_path / "vae", extra={"clip_len": 4, "size": 16})
     out = evaluate_vae(str(tmp_path / "vae"), "/shards", EvalConfig(max_test_clips=4, batch_size=3))
-    assert set(out) == {"vae_psnr", "vae_ssim", "baseline_psnr", "baseline_ssim", "num_test_clips"}
+    assert {"vae_psnr", "vae_ssim", "vae_colour_ratio", "vae_compression", "baseline_psnr", "baseline_ssim",
+            "num_test_clips"} <= set(out)
+    assert out["vae_compression"] == 4 * 16 * 16 * 3 / (2 * 2 * 4 * 4)  # latent (2, T/2, H/4, W/4)
     assert out["num_test_clips"] == 4
     for key in ("vae_psnr", "vae_ssim", "baseline_psnr", "baseline_ssim"):
         assert isinstance(out[key], float) and math.isfinite(out[key])

@@ -5,7 +5,10 @@ from __future__ import annotations
 from vidgen_core.config import RegisterConfig
 from vidgen_core.tracking.promotion import Champion, decide, gate_failures
 
-GOOD = {"vae_psnr": 22.0, "baseline_psnr": 19.0, "vae_ssim": 0.7, "gan_diversity_ratio": 0.5}
+GOOD = {
+    "vae_psnr": 22.0, "baseline_psnr": 19.0, "vae_ssim": 0.7, "baseline_ssim": 0.6, "vae_colour_ratio": 0.95,
+    "gan_diversity_ratio": 0.5, "gan_fd": 1.0, "prior_fd": 4.0,
+}
 
 
 def test_gates_use_the_psnr_gain_and_the_metric_bounds() -> None:
@@ -37,8 +40,8 @@ def test_champion_moves_only_on_a_large_enough_improvement() -> None:
 
 
 def test_lower_is_better_flips_the_comparison() -> None:
-    cfg = RegisterConfig(champion_metric="gan_mean_abs_diff", greater_is_better=False)
-    metrics = {**GOOD, "gan_mean_abs_diff": 4.0}
+    cfg = RegisterConfig(champion_metric="gan_fd", greater_is_better=False)
+    metrics = {**GOOD, "gan_fd": 4.0, "prior_fd": 9.0}
     assert decide(metrics, cfg, Champion("3", 6.0), "4").promote
     assert not decide(metrics, cfg, Champion("3", 3.0), "4").promote
 

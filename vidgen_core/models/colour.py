@@ -47,15 +47,15 @@ class ColourBasis(nn.Module):
         self.register_buffer("inverse_matrix", rot.T / scale[None, :], persistent=False)
 
     @staticmethod
-    def _apply(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2 or x.shape[1] != 3:
             raise ValueError(f"expected (B, 3, ...) pixels, got shape {tuple(x.shape)}")
         return torch.einsum("oc,bc...->bo...", matrix.to(x.dtype), x)
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         """RGB (B, 3, ...) -> basis (B, 3, ...): brightness, then the two scaled colour axes."""
-        return self._apply(self.forward_matrix, rgb)
+        return self._mix(self.forward_matrix, rgb)
 
     def inverse(self, basis: torch.Tensor) -> torch.Tensor:
         """Basis (B, 3, ...) -> RGB (B, 3, ...)."""
-        return self._apply(self.inverse_matrix, basis)
+        return self._mix(self.inverse_matrix, basis)
