@@ -98,7 +98,7 @@ def synth(out: str, config: str | None, overrides: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("src", type=str)
-@click.option("--out", "out", required=True, type=str, help="Folder (or s3:// URI) for Parquet clip shards + manifest.json.")
+@click.option("--out", "out", required=True, type=str, help="Folder (or s3:// URI) for Parquet clip shards + _manifest.json.")
 @config_option
 @set_option
 @click.option("--retry-failed", is_flag=True, help="Read again only the files in OUT's error list (and any new ones).")

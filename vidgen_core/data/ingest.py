@@ -6,7 +6,8 @@ and compare with what an earlier run into the same output recorded
 failed files are read. Ray Data: :class:`VideoClipDatasource` turns those
 files into clip rows -> ``write_parquet``. Then the driver merges the error
 records, checks that every input is in the clips or the errors, writes the
-ledger, ``errors.parquet`` and, last and atomically, ``manifest.json``.
+ledger, ``_errors.parquet`` and, last and atomically, ``_manifest.json`` (bookkeeping names
+start with ``_`` so that Parquet readers pointed at the folder see clips only).
 
 A truncated file keeps the clips decoded before the damage *and* gets an error
 row, so the invariant "every input is in the clips or in the errors" holds with
