@@ -72,7 +72,7 @@ def ingest(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dic
     from vidgen_core.data.ingest import run_ingest
 
     shard_dir = os.path.join(ctx.out_dir, "shards")
-    manifest = run_ingest(inputs["synth"]["source"], shard_dir, cfg.ingest, cfg.data)
+    manifest = run_ingest(inputs["synth"]["source"], shard_dir, cfg.ingest, cfg.data, progress_key=ctx.run_id)
     client = ctx.client()
     client.log_artifact(ctx.run_id, os.path.join(shard_dir, schema.MANIFEST_NAME))
     client.log_artifact(ctx.run_id, os.path.join(shard_dir, schema.ERRORS_NAME))
