@@ -51,6 +51,8 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 def main() -> None:
     """vidgen: train, evaluate and register generative video models on Ray and MLflow."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # MLflow draws a tqdm bar on stderr for every artifact download (status, report): not the user's story.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @main.command()
@@ -87,6 +89,7 @@ def run(config: str | None, overrides: tuple[str, ...], workdir: str | None, for
         result = run_pipeline(cfg, wd, force=list(force), from_steps=list(from_steps), echo=say, monitor=monitor)
         monitor.close()
         print_summary(result, wd, echo=say)
+        say(f"report:       {_report(result.tracking_uri, result.pipeline_run_id, wd)}")
         say(f"log file:     {run_log.path}")
     except StepFailed as exc:
         monitor.close()
@@ -103,6 +106,19 @@ def run(config: str | None, overrides: tuple[str, ...], workdir: str | None, for
 
             run_log.save_to_mlflow(resolve_tracking_uri(cfg.tracking.uri, str(wd)), monitor.pipeline_run_id)
         run_log.close()
+
+
+def _report(tracking_uri: str, pipeline_run_id: str, workdir: Path) -> str:
+    """Write the run's HTML report; a failure here is a warning, the run itself succeeded."""
+    from workflows.html_report import write_report
+
+    try:
+        return str(write_report(tracking_uri, pipeline_run_id, workdir / "reports"))
+    except Exception as exc:  # noqa: BLE001
+        import logging
+
+        logging.getLogger("workflows.html_report").warning("no report: %s: %s", type(exc).__name__, exc, exc_info=True)
+        return f"not written ({type(exc).__name__}: {exc}; see the log file)"
 
 
 def _first_line(text: str) -> str:
@@ -168,6 +184,21 @@ def status(workdir: str, tracking_uri: str | None) -> None:
 
     for line in status_table(Path(workdir).expanduser().resolve(), tracking_uri):
         click.echo(line)
+
+
+@main.command()
+@click.argument("run_id", required=False, type=str)
+@click.option("--workdir", "-w", type=str, default="vidgen-work", help="Work directory of the pipeline (default: ./vidgen-work).")
+@click.option("--tracking-uri", type=str, default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the work dir's store).")
+@_guarded
+def report(run_id: str | None, workdir: str, tracking_uri: str | None) -> None:
+    """Write the HTML report of pipeline run RUN_ID (default: the latest in the work dir) and log it to that run."""
+    from workflows.html_report import write_report
+    from workflows.status import find_pipeline_run
+
+    wd = Path(workdir).expanduser().resolve()
+    uri, pipeline_run_id = find_pipeline_run(wd, tracking_uri, run_id)
+    click.echo(str(write_report(uri, pipeline_run_id, wd / "reports")))
 
 
 @main.group()

@@ -46,6 +46,27 @@ def _latest_in_workdir(client: Any, workdir: Path) -> Any:
     return next((r for r in runs if r.data.tags.get("vidgen.workdir") == str(workdir)), None)
 
 
+def find_pipeline_run(workdir: Path, tracking_uri: str | None, run_id: str | None = None) -> tuple[str, str]:
+    """``(tracking URI, pipeline run id)``: ``run_id`` if it is a pipeline run, else the latest in ``workdir``.
+
+    Raises:
+        UserError: no store, no such pipeline run, or none in ``workdir`` yet.
+    """
+    client, uri = _open(tracking_uri, workdir)
+    if run_id is None:
+        latest = _latest_in_workdir(client, workdir)
+        if latest is None:
+            raise UserError(f"no pipeline run for work dir '{workdir}' in the MLflow store at {uri} yet; start with `vidgen run`")
+        return uri, latest.info.run_id
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # noqa: BLE001 - MLflow's "not found" has no type of its own
+        raise UserError(f"no run '{run_id}' in the MLflow store at {uri}") from None
+    if run.data.tags.get(KIND_TAG) != "pipeline":
+        raise UserError(f"run '{run_id}' is not a pipeline run (it is a step's run); pass the pipeline run id")
+    return uri, run_id
+
+
 def logged_config(client: Any, run_id: str) -> PipelineConfig:
     """The resolved config a pipeline run logged (``config.json``), validated by today's code.
 
