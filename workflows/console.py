@@ -202,7 +202,10 @@ def route_ray_output() -> bool:
     def handle(data: dict[str, Any]) -> None:
         origin = data.get("actor_name") or data.get("task_name") or "worker"
         prefix = f"({origin} pid={data.get('pid')})"
-        for line in data.get("lines", []):
+        lines = data.get("lines", [])
+        if data.get("pid") == "autoscaler":  # as Ray's printer does: its events, not its status dumps
+            lines = list(ray_worker.filter_autoscaler_events(lines))
+        for line in lines:
             if RAY_TQDM_MAGIC in line:
                 continue
             line = _ANSI.sub("", line)

@@ -81,7 +81,8 @@ class ProgressView:
         if shown.bar is None:
             shown.bar = tqdm(total=total, desc=f"{name:<10}", unit="step" if train else "file", file=self.stream,
                              leave=False, dynamic_ncols=True, position=len([s for s in self.shown.values() if s.bar]))
-        shown.bar.n = done
+        if done > shown.bar.n:
+            shown.bar.update(done - shown.bar.n)  # update(), not n=: tqdm's rate and ETA come from it
         if train:
             shown.bar.set_postfix_str(f"loss {entry.get('loss', float('nan')):.4g}, {entry.get('clips_per_s', 0):.1f} clips/s",
                                       refresh=False)
