@@ -69,7 +69,7 @@ def _curves(client: Any, run: Any, step: str) -> str | None:
     import matplotlib.pyplot as plt
 
     histories = {}
-    for key in sorted(run.data.metrics):
+    for key in sorted(run.data.metrics, key=lambda k: (not k.startswith("loss"), k)):  # losses first
         points = client.get_metric_history(run.info.run_id, key)
         if len(points) > 1:
             histories[key] = sorted((p.step, p.value) for p in points)
