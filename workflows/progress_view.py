@@ -22,6 +22,13 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
+def _frames_per_s(entry: dict[str, Any], elapsed_s: float) -> float:
+    # Since reading started (the board's ``started``), else since the step started.
+    if entry.get("started"):
+        elapsed_s = time.time() - entry["started"]
+    return entry.get("frames", 0) / elapsed_s if elapsed_s > 0 else 0.0
+
+
 def progress_line(name: str, entry: dict[str, Any], elapsed_s: float) -> str | None:
     """One line of a step's progress (``None`` while there is nothing to say yet)."""
     if entry.get("kind") == "train" and entry.get("step") is not None:
@@ -32,7 +39,7 @@ def progress_line(name: str, entry: dict[str, Any], elapsed_s: float) -> str | N
                 f"{entry.get('clips_per_s', 0):.1f} clips/s · ETA {_fmt_eta(eta)}")
     if entry.get("kind") == "ingest" and entry.get("files"):
         files, total = int(entry["files"]), entry.get("files_total")
-        rate = entry.get("frames", 0) / elapsed_s if elapsed_s > 0 else 0.0
+        rate = _frames_per_s(entry, elapsed_s)
         return f"[vidgen] {name:<10} files {files}/{total} · {entry.get('clips', 0):.0f} clips · {rate:.0f} frames/s"
     return None
 
@@ -87,7 +94,7 @@ class ProgressView:
             shown.bar.set_postfix_str(f"loss {entry.get('loss', float('nan')):.4g}, {entry.get('clips_per_s', 0):.1f} clips/s",
                                       refresh=False)
         else:
-            rate = entry.get("frames", 0) / elapsed_s if elapsed_s > 0 else 0.0
+            rate = _frames_per_s(entry, elapsed_s)
             shown.bar.set_postfix_str(f"{rate:.0f} frames/s", refresh=False)
         shown.bar.refresh()
 

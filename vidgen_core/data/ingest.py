@@ -248,7 +248,7 @@ def ingest_videos(
     t0 = time.time()
     if work.todo:
         log.info("ingest: reading %d of %d files under %s", len(work.todo), len(rows), source)
-        Reporter(progress_key).set(kind="ingest", files_total=len(work.todo), clip_len=ingest.clip_len)
+        Reporter(progress_key).set(kind="ingest", files_total=len(work.todo), started=time.time())
         _read_with_ray(work.todo, source, out, ingest, batch, progress_key)
     seconds = time.time() - t0
     errors = _collect_spool(out)
