@@ -51,6 +51,8 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 def main() -> None:
     """vidgen: train, evaluate and register generative video models on Ray and MLflow."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # MLflow draws a tqdm bar on stderr for every artifact download (status, report): not the user's story.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @main.command()
@@ -59,8 +61,10 @@ def main() -> None:
 @click.option("--workdir", "-w", type=str, default=None, help="Work directory for data, checkpoints and the local MLflow store (default: ./vidgen-work).")
 @click.option("--force", multiple=True, metavar="STEP", help="Recompute STEP and everything downstream even if a finished run exists.")
 @click.option("--from", "from_steps", multiple=True, metavar="STEP", help="Resume at STEP: it and everything downstream run; every other step reuses its latest run even if the code changed since.")
+@click.option("--verbose", "-v", is_flag=True, help="Show everything on the console (Ray's and MLflow's output too); WORKDIR/logs/ always has it.")
 @_guarded
-def run(config: str | None, overrides: tuple[str, ...], workdir: str | None, force: tuple[str, ...], from_steps: tuple[str, ...]) -> None:
+def run(config: str | None, overrides: tuple[str, ...], workdir: str | None, force: tuple[str, ...], from_steps: tuple[str, ...],
+        verbose: bool) -> None:
     """Run the whole workflow: synth → ingest → train_vae → train_gan → evaluate → register."""
     cfg = _config(config, overrides)
     if cfg.data.source and "://" not in cfg.data.source and not Path(cfg.data.source).exists():
@@ -75,11 +79,59 @@ def run(config: str | None, overrides: tuple[str, ...], workdir: str | None, for
             if name not in STEP_NAMES:
                 raise UserError(f"unknown step '{name}' for {option}; steps are: {', '.join(STEP_NAMES)}")
     wd = resolve_workdir(workdir)
+    from workflows.console import RunLog, story
+    from workflows.monitor import ConsoleMonitor
+
+    run_log = RunLog(wd, verbose)
+    monitor = ConsoleMonitor(run_log)
+    say = story().info
     try:
-        result = run_pipeline(cfg, wd, force=list(force), from_steps=list(from_steps))
+        result = run_pipeline(cfg, wd, force=list(force), from_steps=list(from_steps), echo=say, monitor=monitor)
+        monitor.close()
+        print_summary(result, wd, echo=say)
+        say(f"report:       {_report(result.tracking_uri, result.pipeline_run_id, wd)}")
+        say(f"log file:     {run_log.path}")
     except StepFailed as exc:
-        _fail(f"{exc} (see the step's log above and its MLflow run)", code=1)
-    print_summary(result, wd)
+        monitor.close()
+        _crash(_first_line(str(exc)), exc.detail or None, run_log.path)
+    except (ConfigError, UserError) as exc:
+        story().error("%s", exc, extra={"file_only": True})  # the console gets it once, from _guarded
+        raise
+    except Exception as exc:  # a bug in vidgen itself: one line here, the traceback in the log file
+        monitor.close()
+        _crash(_first_line(f"vidgen crashed: {type(exc).__name__}: {exc}"), None, run_log.path, exc_info=True)
+    finally:
+        if monitor.pipeline_run_id is not None:
+            from vidgen_core.tracking.mlflow_setup import resolve_tracking_uri
+
+            run_log.save_to_mlflow(resolve_tracking_uri(cfg.tracking.uri, str(wd)), monitor.pipeline_run_id)
+        run_log.close()
+
+
+def _report(tracking_uri: str, pipeline_run_id: str, workdir: Path) -> str:
+    """Write the run's HTML report; a failure here is a warning, the run itself succeeded."""
+    from workflows.html_report import write_report
+
+    try:
+        return str(write_report(tracking_uri, pipeline_run_id, workdir / "reports"))
+    except Exception as exc:  # noqa: BLE001
+        import logging
+
+        logging.getLogger("workflows.html_report").warning("no report: %s: %s", type(exc).__name__, exc, exc_info=True)
+        return f"not written ({type(exc).__name__}: {exc}; see the log file)"
+
+
+def _first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), text)
+
+
+def _crash(line: str, detail: str | None, log_path: Path, exc_info: bool = False) -> None:
+    """One line on stderr naming what failed and where the full story is; the story goes to the log file."""
+    import logging
+
+    logging.getLogger("vidgen").error("%s%s", line, f"\n{detail}" if detail else "", exc_info=exc_info,
+                                      extra={"file_only": True})
+    _fail(f"{line} (full traceback in {log_path})", code=1)
 
 
 @main.command()
@@ -98,7 +150,7 @@ def synth(out: str, config: str | None, overrides: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("src", type=str)
-@click.option("--out", "out", required=True, type=str, help="Folder (or s3:// URI) for Parquet clip shards + manifest.json.")
+@click.option("--out", "out", required=True, type=str, help="Folder (or s3:// URI) for Parquet clip shards + _manifest.json.")
 @config_option
 @set_option
 @click.option("--retry-failed", is_flag=True, help="Read again only the files in OUT's error list (and any new ones).")
@@ -120,17 +172,33 @@ def ingest(src: str, out: str, config: str | None, overrides: tuple[str, ...], r
 
 
 @main.command()
-@config_option
-@set_option
 @click.option("--workdir", "-w", type=str, default="vidgen-work", help="Work directory of the pipeline (default: ./vidgen-work).")
+@click.option("--tracking-uri", type=str, default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the work dir's store).")
 @_guarded
-def status(config: str | None, overrides: tuple[str, ...], workdir: str) -> None:
-    """Show the DAG of the latest run: each step's state, run id, duration, whether it was reused."""
-    cfg = _config(config, overrides)
+def status(workdir: str, tracking_uri: str | None) -> None:
+    """Show the DAG of the latest run: each step's state, run id, duration, whether it was reused.
+
+    Reads the config that run logged, whatever recipe is at hand now.
+    """
     from workflows.status import status_table
 
-    for line in status_table(cfg, Path(workdir).expanduser().resolve()):
+    for line in status_table(Path(workdir).expanduser().resolve(), tracking_uri):
         click.echo(line)
+
+
+@main.command()
+@click.argument("run_id", required=False, type=str)
+@click.option("--workdir", "-w", type=str, default="vidgen-work", help="Work directory of the pipeline (default: ./vidgen-work).")
+@click.option("--tracking-uri", type=str, default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the work dir's store).")
+@_guarded
+def report(run_id: str | None, workdir: str, tracking_uri: str | None) -> None:
+    """Write the HTML report of pipeline run RUN_ID (default: the latest in the work dir) and log it to that run."""
+    from workflows.html_report import write_report
+    from workflows.status import find_pipeline_run
+
+    wd = Path(workdir).expanduser().resolve()
+    uri, pipeline_run_id = find_pipeline_run(wd, tracking_uri, run_id)
+    click.echo(str(write_report(uri, pipeline_run_id, wd / "reports")))
 
 
 @main.group()

@@ -20,6 +20,7 @@ first (:mod:`workflows.liveness`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -32,15 +33,44 @@ from vidgen_core.errors import UserError
 from workflows import run_store as rs
 from workflows.dag import PIPELINE, Step, check_pipeline, code_version, downstream_of, step_fingerprint
 from workflows.liveness import DRIVER_TAG, KIND_TAG, driver_id, live_pipeline_in, reap_stale_runs
-from workflows.runtime import init_ray
+from workflows.runtime import init_ray, step_env
 from workflows.steps import StepContext
 
 # Re-exported: tests and older callers import these from here.
 FP_TAG, STEP_TAG, OUTPUTS_TAG, find_reusable = rs.FP_TAG, rs.STEP_TAG, rs.OUTPUTS_TAG, rs.find_reusable
 
+log = logging.getLogger(__name__)
+
 
 class StepFailed(RuntimeError):
-    """A step raised; the message names the step and the cause."""
+    """A step raised; the message names the step and the cause.
+
+    Attributes:
+        step: the step's name.
+        detail: the full story for the log file (the remote traceback, as Ray gives it).
+    """
+
+    def __init__(self, message: str, step: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.step = step
+        self.detail = detail
+
+
+class Monitor:
+    """Hooks for whoever shows the run (the CLI's console); this base does nothing.
+
+    ``tick`` is called a few times a second while steps run, with the running
+    steps (MLflow run id -> (step name, start time)) and the progress board.
+    """
+
+    def pipeline_started(self, pipeline_run_id: str) -> None:
+        """The parent MLflow run exists."""
+
+    def ray_started(self) -> None:
+        """Ray is up in this process (the first step is about to run)."""
+
+    def tick(self, running: dict[str, tuple[str, float]], board: dict[str, dict[str, Any]]) -> None:
+        """Steps are running; ``board`` holds their latest progress."""
 
 
 @dataclass
@@ -96,6 +126,7 @@ def run_pipeline(
     *,
     from_steps: list[str] | None = None,
     pipeline: tuple[Step, ...] = PIPELINE,
+    monitor: Monitor | None = None,
 ) -> PipelineResult:
     """Run the DAG; returns each step's record. Raises StepFailed or UserError.
 
@@ -104,6 +135,7 @@ def run_pipeline(
         from_steps: resume the pipeline at these steps: they and everything downstream
             run; every other step is reused from its newest compatible run.
         pipeline: the steps, in topological order (tests use small DAGs of their own).
+        monitor: told when the run starts and, while steps run, their progress.
     """
     from vidgen_core.tracking.mlflow_setup import open_store, resolve_tracking_uri, store_lock
 
@@ -132,9 +164,11 @@ def run_pipeline(
     forced = downstream_of(list(force or []) + list(from_steps or []), pipeline)
     # --from: every step outside the named steps' downstream may come from an older run.
     relaxed = {s.name for s in pipeline} - forced if from_steps else set()
+    monitor = monitor or Monitor()
+    monitor.pipeline_started(parent.info.run_id)
     run = _PipelineRun(
         cfg, workdir, pipeline, client, experiment_id, tracking_uri, parent.info.run_id, driver, echo,
-        forced=forced, relaxed=relaxed,
+        forced=forced, relaxed=relaxed, monitor=monitor,
     )
     _log_config(client, run.pid, cfg)
     echo(f"[vidgen] pipeline run {run.pid} · tracking {tracking_uri}")
@@ -167,7 +201,7 @@ class _PipelineRun:
 
     def __init__(self, cfg: PipelineConfig, workdir: Path, pipeline: tuple[Step, ...], client: Any,
                  experiment_id: str, tracking_uri: str, pid: str, driver: str, echo: Callable[[str], None],
-                 *, forced: set[str], relaxed: set[str]) -> None:
+                 *, forced: set[str], relaxed: set[str], monitor: Monitor) -> None:
         self.cfg, self.workdir, self.pipeline, self.client = cfg, workdir, pipeline, client
         self.experiment_id, self.tracking_uri, self.pid, self.driver, self.echo = experiment_id, tracking_uri, pid, driver, echo
         self.forced, self.relaxed = forced, relaxed
@@ -177,6 +211,8 @@ class _PipelineRun:
         self.pending: dict[Any, tuple[str, str, str, float]] = {}  # ref -> (step, run_id, fp, start)
         self.started: set[str] = set()
         self.remote = None  # the Ray remote function, created when the first step runs
+        self.monitor = monitor
+        self.board = None  # the progress board actor (vidgen_core.progress), with Ray
 
     def loop(self) -> None:
         while len(self.records) < len(self.pipeline):
@@ -228,8 +264,13 @@ class _PipelineRun:
         )
         os.makedirs(out_dir, exist_ok=True)
         if self.remote is None:
+            from vidgen_core.progress import start_board
+
             init_ray(self.cfg.ray)  # only now: a fully reused pipeline never starts Ray
-            self.remote = ray.remote(max_calls=1)(_execute_step)  # fresh process per step: no leaked state
+            self.monitor.ray_started()
+            self.board = start_board()
+            # Fresh process per step: no leaked state.
+            self.remote = ray.remote(max_calls=1, runtime_env={"env_vars": step_env()})(_execute_step)
         inputs = {d: self.records[d].outputs for d in step.deps}
         ref = self.remote.options(num_cpus=step.num_cpus, num_gpus=step.num_gpus, name=f"vidgen:{step.name}").remote(
             step.fn, self.cfg_json, inputs, ctx
@@ -243,7 +284,10 @@ class _PipelineRun:
         import ray
         from ray.exceptions import RayTaskError
 
-        ready, _ = ray.wait(list(self.pending), num_returns=1)
+        ready: list[Any] = []
+        while not ready:  # wake up a few times a second to show the running steps' progress
+            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.5)
+            self._tick()
         name, run_id, fp, start = self.pending.pop(ready[0])
         try:
             outputs = ray.get(ready[0])
@@ -252,16 +296,30 @@ class _PipelineRun:
             cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
             if isinstance(cause, UserError):
                 raise UserError(f"step {name}: {cause}") from None
-            raise StepFailed(f"step {name} failed: {type(cause).__name__}: {cause}") from cause
+            # str(RayTaskError) carries the remote traceback; the cause alone would lose it.
+            raise StepFailed(f"step {name} failed: {type(cause).__name__}: {cause}", name, str(exc)) from cause
         except Exception as exc:  # the task's worker died (OOM, lost node): no exception of the step's own
             self.client.set_terminated(run_id, status="FAILED")
-            raise StepFailed(f"step {name} failed: {type(exc).__name__}: {exc}") from exc
+            raise StepFailed(f"step {name} failed: {type(exc).__name__}: {exc}", name, str(exc)) from exc
         duration = time.time() - start
         self.client.set_tag(run_id, rs.OUTPUTS_TAG, json.dumps(outputs))
         self.client.log_dict(run_id, outputs, "outputs.json")
         self.client.set_terminated(run_id, status="FINISHED")
         self.records[name] = StepRecord(name, fp, run_id, False, duration, outputs)
         self.echo(f"[vidgen] {name:<10} finished in {duration:.1f}s")
+
+    def _tick(self) -> None:
+        """Hand the running steps and their progress to the monitor (never fails the run)."""
+        import ray
+
+        if type(self.monitor).tick is Monitor.tick:  # nobody watches: do not poll the board
+            return
+        running = {run_id: (name, start) for name, run_id, _, start in self.pending.values()}
+        try:
+            board = ray.get(self.board.snapshot.remote(), timeout=2) if self.board is not None else {}
+            self.monitor.tick(running, board)
+        except Exception as exc:  # noqa: BLE001 - progress display is best-effort
+            log.debug("progress display failed: %s", exc)
 
     def cancel(self) -> None:
         """Stop steps still running and mark their runs KILLED."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import click
 
 from workflows.executor import PipelineResult
 
 
-def print_summary(result: PipelineResult, workdir: Path) -> None:
+def print_summary(result: PipelineResult, workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
     """Print steps (ran/reused, time), headline metrics, registered versions, how to look."""
-    echo = click.echo
     echo("")
     echo(f"vidgen run finished in {result.duration_s:.0f}s · pipeline run {result.pipeline_run_id}")
     for rec in result.steps.values():

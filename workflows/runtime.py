@@ -36,11 +36,13 @@ def init_ray(cfg: RayConfig) -> bool:
     if ray.is_initialized():
         return False
     address = cfg.address or os.environ.get("RAY_ADDRESS")
-    # Ray Data's per-operator progress bars flood a log; one summary bar is enough.
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0")
+    # Ray Data inside steps would otherwise send distributed-tqdm control lines to the
+    # driver (which warns when tqdm is missing); with this off, it logs its progress as
+    # plain lines, which go to the run's log file. Workers of a local Ray inherit it.
+    os.environ.setdefault("RAY_TQDM", "0")
     if address:
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, configure_logging=False)
         except ConnectionError as exc:
             raise UserError(
                 f"cannot reach the Ray cluster at '{address}': {exc}; start it (`ray start --head`) "
@@ -50,8 +52,31 @@ def init_ray(cfg: RayConfig) -> bool:
     ray.init(
         address="local",
         num_cpus=cfg.num_cpus,
-        include_dashboard=False,
-        configure_logging=True,
-        logging_level=logging.WARNING,
+        # The dashboard hosts Ray's State API: Train V2's placement-group cleaner polls it
+        # every second and, without it, warns each time. Bound to this machine only.
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        # vidgen's own handlers (workflows.console) decide what reaches the console.
+        configure_logging=False,
+        log_to_driver=True,
     )
     return True
+
+
+def step_env() -> dict[str, str]:
+    """Environment variables for the steps' Ray tasks (everything they start inherits them).
+
+    ``RAY_ADDRESS`` names this cluster: Ray's State API client (which Train V2's
+    placement-group cleaner polls every second) otherwise looks for "the" Ray
+    instance on the machine and fails when there are several, e.g. two
+    pipelines side by side or a laptop with another Ray running. ``RAY_TQDM=0``:
+    see :func:`init_ray`.
+    """
+    import ray
+
+    env = {"RAY_TQDM": "0"}
+    try:
+        env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - e.g. Ray Client mode has no GCS address to give
+        pass
+    return env

@@ -68,13 +68,14 @@ def synth(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict
 
 def ingest(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Decode videos into Parquet clip shards with Ray Data."""
+    from vidgen_core.data import schema
     from vidgen_core.data.ingest import run_ingest
 
     shard_dir = os.path.join(ctx.out_dir, "shards")
-    manifest = run_ingest(inputs["synth"]["source"], shard_dir, cfg.ingest, cfg.data)
+    manifest = run_ingest(inputs["synth"]["source"], shard_dir, cfg.ingest, cfg.data, progress_key=ctx.run_id)
     client = ctx.client()
-    client.log_artifact(ctx.run_id, os.path.join(shard_dir, "manifest.json"))
-    client.log_artifact(ctx.run_id, os.path.join(shard_dir, "errors.parquet"))
+    client.log_artifact(ctx.run_id, os.path.join(shard_dir, schema.MANIFEST_NAME))
+    client.log_artifact(ctx.run_id, os.path.join(shard_dir, schema.ERRORS_NAME))
     counts = {f"clips_{split}": n for split, n in manifest["clips_per_split"].items()}
     ctx.log_metrics(
         {

@@ -38,7 +38,7 @@ def test_clip_counts_match_the_plan(pipeline) -> None:
     assert len(videos) == len(cfg.synth.classes) * cfg.synth.videos_per_class
     infos = [probe(str(v)) for v in videos]
     expected = sum(len(plan_clips(i.num_frames, cfg.ingest, i.fps)) for i in infos)
-    manifest = json.loads((Path(result.outputs("ingest")["shard_dir"]) / "manifest.json").read_text())
+    manifest = json.loads((Path(result.outputs("ingest")["shard_dir"]) / "_manifest.json").read_text())
     assert expected > 0
     assert manifest["num_clips"] == expected
     assert sum(manifest["clips_per_split"].values()) == expected

@@ -39,7 +39,7 @@ def test_pipeline_registers_and_loads_through_the_server(ray_cluster, mlflow_ser
     reg = result.outputs("register")
     assert reg["gate_passed"] and reg["champion_moved"], reg["decision"]
     stored = {p.name for p in (server.root / "artifacts").rglob("*") if p.is_file()}
-    assert {"weights.safetensors", "MLmodel", "manifest.json", "outputs.json"} <= stored
+    assert {"weights.safetensors", "MLmodel", "_manifest.json", "outputs.json"} <= stored
 
     client = mlflow.MlflowClient(server.url)
     version = client.get_model_version_by_alias("vidgen-vae", "champion")

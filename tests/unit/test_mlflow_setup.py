@@ -69,3 +69,20 @@ def test_no_import_time_side_effects():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_experiments_open_as_model_training_in_the_ui(tmp_path):
+    """New and pre-existing experiments carry mlflow.experimentKind=custom_model_development."""
+    from mlflow import MlflowClient
+
+    from vidgen_core.tracking.mlflow_setup import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, open_store
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client, new_id = open_store(uri, "fresh", tmp_path)
+    assert client.get_experiment(new_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND == "custom_model_development"
+    old_id = client.create_experiment("made-earlier")  # e.g. by an older vidgen: tagged on first use
+    _, same = open_store(uri, "made-earlier", tmp_path)
+    assert same == old_id and client.get_experiment(old_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    client.set_experiment_tag(old_id, EXPERIMENT_KIND_TAG, "finetuning")  # a user's own choice stays
+    open_store(uri, "made-earlier", tmp_path)
+    assert client.get_experiment(old_id).tags[EXPERIMENT_KIND_TAG] == "finetuning"

@@ -94,8 +94,16 @@ def to_block(rows: list[dict[str, Any]], frames: np.ndarray) -> pa.Table:
     return pa.Table.from_arrays([*columns, pixels], schema=target)
 
 
-def read_files(files: list[dict[str, Any]], ingest: dict[str, Any], spool: str) -> Iterator[Any]:
-    """One read task: the clips of ``files`` as Arrow blocks of about BLOCK_BYTES."""
+def read_files(
+    files: list[dict[str, Any]], ingest: dict[str, Any], spool: str, progress_key: str | None = None
+) -> Iterator[Any]:
+    """One read task: the clips of ``files`` as Arrow blocks of about BLOCK_BYTES.
+
+    Files and frames done are counted on the progress board under ``progress_key``.
+    """
+    from vidgen_core.progress import Reporter
+
+    progress = Reporter(progress_key)
     cfg = IngestConfig.model_validate(ingest)
     shape = (cfg.clip_len, cfg.size, cfg.size, 3)
     per_block = max(1, BLOCK_BYTES // int(np.prod(shape)))
@@ -104,16 +112,20 @@ def read_files(files: list[dict[str, Any]], ingest: dict[str, Any], spool: str) 
     pixels = np.empty((per_block, *shape), dtype=np.uint8)
     rows: list[dict[str, Any]] = []
     for row in files:
+        clips = 0
         for clip in clip_rows(row, cfg, spool):
             for t, frame in enumerate(clip.pop(schema.COL_FRAMES)):
                 pixels[len(rows), t] = frame
             rows.append(clip)
+            clips += 1
             if len(rows) == per_block:
                 yield to_block(rows, pixels)
                 pixels = np.empty((per_block, *shape), dtype=np.uint8)
                 rows = []
+        progress.add(files=1, clips=clips, frames=clips * cfg.clip_len)
     if rows:
         yield to_block(rows, pixels[: len(rows)])
+    progress.flush()
 
 
 def balance(files: list[dict[str, Any]], groups: int) -> list[list[dict[str, Any]]]:
@@ -133,11 +145,14 @@ class VideoClipDatasource(Datasource):
     ``label_name``) -> clip rows. Read with ``ray.data.read_datasource(ds, override_num_blocks=N)``:
     ``N`` read tasks of balanced size."""
 
-    def __init__(self, files: list[dict[str, Any]], ingest: IngestConfig, spool: str) -> None:
+    def __init__(
+        self, files: list[dict[str, Any]], ingest: IngestConfig, spool: str, progress_key: str | None = None
+    ) -> None:
         super().__init__()
         self._files = files
         self._ingest = ingest.model_dump(mode="json")
         self._spool = spool
+        self._progress_key = progress_key
 
     def get_name(self) -> str:
         return "VideoClips"
@@ -156,10 +171,10 @@ class VideoClipDatasource(Datasource):
                 input_files=[f["source"] for f in group],
                 exec_stats=None,
             )
-            ingest, spool = self._ingest, self._spool
+            ingest, spool, key = self._ingest, self._spool, self._progress_key
 
             def read_fn(group: list[dict[str, Any]] = group) -> Iterator[Any]:
-                return read_files(group, ingest, spool)
+                return read_files(group, ingest, spool, key)
 
             tasks.append(ReadTask(read_fn, meta, per_task_row_limit=per_task_row_limit))
         return tasks

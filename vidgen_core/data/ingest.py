@@ -6,7 +6,8 @@ and compare with what an earlier run into the same output recorded
 failed files are read. Ray Data: :class:`VideoClipDatasource` turns those
 files into clip rows -> ``write_parquet``. Then the driver merges the error
 records, checks that every input is in the clips or the errors, writes the
-ledger, ``errors.parquet`` and, last and atomically, ``manifest.json``.
+ledger, ``_errors.parquet`` and, last and atomically, ``_manifest.json`` (bookkeeping names
+start with ``_`` so that Parquet readers pointed at the folder see clips only).
 
 A truncated file keeps the clips decoded before the damage *and* gets an error
 row, so the invariant "every input is in the clips or in the errors" holds with
@@ -33,6 +34,7 @@ from vidgen_core.data import schema, state
 from vidgen_core.data.inputs import labels_digest, list_inputs
 from vidgen_core.data.plan import SPLITS, assign_split
 from vidgen_core.errors import UserError
+from vidgen_core.progress import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,9 @@ def _shard_names(batch: str) -> Any:
     return ShardNames(file_format="parquet")
 
 
-def _read_with_ray(files: list[dict[str, Any]], source: str, out: str, ingest: IngestConfig, batch: str) -> None:
+def _read_with_ray(
+    files: list[dict[str, Any]], source: str, out: str, ingest: IngestConfig, batch: str, progress_key: str | None
+) -> None:
     """Decode ``files`` into new shards ``part-<batch>-*`` under ``out``; errors go to the spool."""
     import ray
     import ray.data
@@ -107,14 +111,16 @@ def _read_with_ray(files: list[dict[str, Any]], source: str, out: str, ingest: I
     from vidgen_core.data.datasource import VideoClipDatasource
 
     if not ray.is_initialized():
-        ray.init(include_dashboard=False)
+        # With its dashboard (on 127.0.0.1, Ray's default): Ray's State API lives there.
+        ray.init()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     tasks = min(len(files), max(_TASKS_PER_CPU * cpus, -(-len(files) // _FILES_PER_TASK)))
     spool = storage.join(out, schema.ERRORS_SPOOL)
     env = storage.object_store_env(source, out)
     remote_args = {"runtime_env": {"env_vars": env}} if env else None
     ds = ray.data.read_datasource(
-        VideoClipDatasource(files, ingest, spool), override_num_blocks=tasks, ray_remote_args=remote_args
+        VideoClipDatasource(files, ingest, spool, progress_key), override_num_blocks=tasks,
+        ray_remote_args=remote_args,
     )
     fs, root = storage.resolve(out)
     # Only a maximum: a minimum would make Ray buffer rows across tasks in a separate write
@@ -208,7 +214,8 @@ def _manifest(
 
 
 def ingest_videos(
-    source: str, out: str, ingest: IngestConfig, data: DataConfig, retry_failed: bool = False
+    source: str, out: str, ingest: IngestConfig, data: DataConfig, retry_failed: bool = False,
+    progress_key: str | None = None,
 ) -> IngestResult:
     """Bring the clip shards under ``out`` up to date with the videos under ``source``.
 
@@ -216,7 +223,8 @@ def ingest_videos(
     changed files (and, with ``retry_failed``, the files in its error list) are
     read; with nothing to read, nothing is written. Otherwise ``out`` is cleared
     (only files ingest writes) and everything is read. Ray is initialized
-    locally if the caller has not done so.
+    locally if the caller has not done so. Files and frames done are counted on
+    the progress board (:mod:`vidgen_core.progress`) under ``progress_key``.
 
     Raises:
         UserError: missing/empty source, a foreign non-empty ``out``, or no clips at all.
@@ -240,7 +248,8 @@ def ingest_videos(
     t0 = time.time()
     if work.todo:
         log.info("ingest: reading %d of %d files under %s", len(work.todo), len(rows), source)
-        _read_with_ray(work.todo, source, out, ingest, batch)
+        Reporter(progress_key).set(kind="ingest", files_total=len(work.todo), started=time.time())
+        _read_with_ray(work.todo, source, out, ingest, batch, progress_key)
     seconds = time.time() - t0
     errors = _collect_spool(out)
     new_shards = [u.rsplit("/", 1)[1] for u in schema.list_shards(out) if f"{schema.SHARD_PREFIX}{batch}-" in u]
@@ -267,10 +276,11 @@ def ingest_videos(
 
 
 def run_ingest(
-    source: str, out: str, ingest: IngestConfig, data: DataConfig, retry_failed: bool = False
+    source: str, out: str, ingest: IngestConfig, data: DataConfig, retry_failed: bool = False,
+    progress_key: str | None = None,
 ) -> dict[str, Any]:
     """Turn the videos under ``source`` into clip shards under ``out``; returns the manifest.
 
     See :func:`ingest_videos` (which also says what this run did).
     """
-    return ingest_videos(source, out, ingest, data, retry_failed).manifest
+    return ingest_videos(source, out, ingest, data, retry_failed, progress_key).manifest

@@ -2,11 +2,16 @@
 
 A shard directory holds::
 
-    part-*.parquet   one row per clip (CLIP_COLUMNS); ``frames`` is a uint8 (T, H, W, 3) clip
-                     stored as fixed-size binary (readers.frames_to_numpy; shape in the manifest)
-    ledger-*.parquet one row per input file ingested (LEDGER_SCHEMA): what incremental runs compare against
-    errors.parquet   one row per file that failed or lost part of itself (ERROR_SCHEMA); may be empty
-    manifest.json    written last and atomically: its presence means "complete"
+    part-*.parquet    one row per clip (CLIP_COLUMNS); ``frames`` is a uint8 (T, H, W, 3) clip
+                      stored as fixed-size binary (readers.frames_to_numpy; shape and dtype in the
+                      manifest and in the Parquet schema metadata, see :func:`frame_layout`)
+    _ledger-*.parquet one row per input file ingested (LEDGER_SCHEMA): what incremental runs compare against
+    _errors.parquet   one row per file that failed or lost part of itself (ERROR_SCHEMA); may be empty
+    _manifest.json    written last and atomically: its presence means "complete"
+
+Bookkeeping names start with ``_``, the Parquet convention (``_metadata``,
+``_SUCCESS``) that pyarrow.dataset, pandas and Ray Data skip: any of them
+pointed at the folder reads the clips and nothing else.
 
 Only the shards and the ledger the manifest names belong to the shard set;
 anything else of ours (a run that was cut short) is removed by the next run.
@@ -27,15 +32,18 @@ import pyarrow.parquet as pq
 from vidgen_core import storage
 from vidgen_core.errors import UserError
 
-SCHEMA_VERSION = 2
+# 3: bookkeeping files renamed with a leading "_", frame layout in the schema metadata.
+SCHEMA_VERSION = 3
 
-MANIFEST_NAME = "manifest.json"
-ERRORS_NAME = "errors.parquet"
+MANIFEST_NAME = "_manifest.json"
+ERRORS_NAME = "_errors.parquet"
 SHARD_PREFIX = "part-"
 SHARD_SUFFIX = ".parquet"
-LEDGER_PREFIX = "ledger-"
-# Per-file error records written by ingest workers, merged into errors.parquet by the driver.
-ERRORS_SPOOL = "_errors"
+LEDGER_PREFIX = "_ledger-"
+# Per-file error records written by ingest workers, merged into _errors.parquet by the driver.
+ERRORS_SPOOL = "_error_spool"
+# Schema-level metadata key holding the frame layout (see frame_layout).
+FRAMES_METADATA_KEY = "vidgen.frames"
 
 COL_CLIP_ID = "clip_id"
 COL_VIDEO_ID = "video_id"
@@ -71,7 +79,11 @@ def clip_schema(clip_shape: list[int] | tuple[int, ...]) -> pa.Schema:
     stores it as one byte string per clip, where a list column would cost a
     4-byte value and repetition levels per pixel (measured: 10x the write time
     and 15x the read time of the binary column for 128x128 clips).
+
+    The layout is written twice so that a reader without vidgen can decode the
+    pixels: on the ``frames`` field and in the schema metadata (``FRAMES_METADATA_KEY``).
     """
+    layout = {"column": COL_FRAMES, "shape": list(clip_shape), "dtype": "uint8", "order": "C", "axes": "THWC"}
     return pa.schema(
         [
             (COL_CLIP_ID, pa.string()),
@@ -88,8 +100,28 @@ def clip_schema(clip_shape: list[int] | tuple[int, ...]) -> pa.Schema:
                 pa.binary(math.prod(clip_shape)),
                 metadata={"shape": json.dumps(list(clip_shape)), "dtype": "uint8"},
             ),
-        ]
+        ],
+        metadata={FRAMES_METADATA_KEY: json.dumps(layout)},
     )
+
+
+def frame_layout(schema: pa.Schema) -> tuple[tuple[int, ...], str]:
+    """``(shape, dtype)`` of one clip's ``frames`` value, read from a shard's Arrow schema.
+
+    Looks at the schema metadata first, then at the ``frames`` field's own metadata
+    (some writers keep only one of them).
+
+    Raises:
+        ValueError: the schema carries no frame layout.
+    """
+    raw = (schema.metadata or {}).get(FRAMES_METADATA_KEY.encode())
+    if raw is not None:
+        layout = json.loads(raw)
+        return tuple(layout["shape"]), layout["dtype"]
+    meta = schema.field(COL_FRAMES).metadata or {}
+    if b"shape" in meta:
+        return tuple(json.loads(meta[b"shape"])), meta.get(b"dtype", b"uint8").decode()
+    raise ValueError("this Parquet schema carries no frame layout (not a vidgen clip shard?)")
 
 
 # How shards are written: a dictionary only for the string columns (trying one for the pixels
@@ -155,7 +187,7 @@ def list_shards(out: str) -> list[str]:
 
 
 def write_manifest(out: str, manifest: dict[str, Any]) -> None:
-    """Write ``out/manifest.json`` atomically (temporary file + rename for local paths)."""
+    """Write ``out/_manifest.json`` atomically (temporary file + rename for local paths)."""
     data = json.dumps(manifest, indent=1, sort_keys=True).encode()
     storage.write_bytes_atomic(storage.join(out, MANIFEST_NAME), data)
 
@@ -199,7 +231,7 @@ def _write_table_atomic(uri: str, table: pa.Table) -> None:
 
 
 def write_errors(out: str, rows: list[dict[str, Any]]) -> None:
-    """Write ``out/errors.parquet`` (ERROR_SCHEMA), sorted by source; an empty table when no rows."""
+    """Write ``out/_errors.parquet`` (ERROR_SCHEMA), sorted by source; an empty table when no rows."""
     rows = sorted(rows, key=lambda r: (r["source"], r["stage"]))
     _write_table_atomic(storage.join(out, ERRORS_NAME), _table(rows, ERROR_SCHEMA))
 
@@ -216,6 +248,6 @@ def read_ledger(out: str, name: str) -> list[dict[str, Any]]:
 
 
 def read_errors(out: str) -> pa.Table:
-    """``out/errors.parquet`` as a table (ERROR_SCHEMA)."""
+    """``out/_errors.parquet`` as a table (ERROR_SCHEMA)."""
     fs, path = storage.resolve(storage.join(out, ERRORS_NAME))
     return pq.read_table(path, filesystem=fs)

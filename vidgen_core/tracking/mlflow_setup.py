@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from vidgen_core.config import TrackingConfig
 
 DB_NAME = "mlflow.db"
+# The MLflow UI picks an experiment's layout from this tag (read from the UI's own code,
+# MLflow 3.x): without it, an experiment may open in the GenAI view (traces, "evaluation
+# runs") instead of the model-training one.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 ARTIFACTS_DIR = "mlartifacts"
 _SQLITE = "sqlite:///"
 
@@ -70,7 +75,8 @@ def get_or_create_experiment(
 ) -> str:
     """Id of the active experiment called ``name``, creating it if needed.
 
-    Safe against a concurrent creator (the loser re-reads the winner's id).
+    The experiment is tagged as a model-training experiment (``EXPERIMENT_KIND_TAG``)
+    unless it already carries a kind. Safe against a concurrent creator (the loser re-reads the winner's id).
 
     Raises:
         UserError: an experiment of that name exists but was deleted (one line).
@@ -80,7 +86,9 @@ def get_or_create_experiment(
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(name, artifact_location=artifact_location)
+            return client.create_experiment(
+                name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -92,6 +100,8 @@ def get_or_create_experiment(
             f"MLflow experiment '{name}' (id {exp.experiment_id}) is deleted; restore it with "
             f"`mlflow experiments restore --experiment-id {exp.experiment_id}` or set tracking.experiment"
         )
+    if exp.tags.get(EXPERIMENT_KIND_TAG) is None:  # made by an older vidgen or by hand: mark it once
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp.experiment_id
 
 

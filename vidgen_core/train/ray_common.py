@@ -306,8 +306,13 @@ class Rank0Tracker:
     which holds start-up and compilation) for the run summary.
     """
 
-    def __init__(self, args: JobArgs, rank: int, world_size: int) -> None:
+    def __init__(self, args: JobArgs, rank: int, world_size: int, total_steps: int | None = None) -> None:
+        from vidgen_core.progress import Reporter
+
         self.enabled = rank == 0 and args.mlflow_run_id is not None
+        self.total_steps = total_steps
+        # Live progress for the driver's console, keyed like the step's MLflow run (rank 0 only).
+        self.progress = Reporter(args.mlflow_run_id if self.enabled else None, interval_s=2.0)
         self.run_id = args.mlflow_run_id
         self.world_size = world_size
         self.last: dict[str, float] = {}
@@ -332,6 +337,12 @@ class Rank0Tracker:
         self._last_step, self._last_cpu = step, cpu
         if self.enabled:
             self.metrics.log(self.last, step, int(time.time() * 1000))
+            self.progress.set(
+                kind="train", step=step, total=self.total_steps, loss=float(metrics.get("loss", float("nan"))),
+                clips_per_s=self.last["clips_per_s_total"], step_time_s=metrics["step_time_s"],
+            )
+            if self.total_steps is not None and step >= self.total_steps:
+                self.progress.flush()
 
     def close(self) -> None:
         """Deliver the metrics still queued (waits a bounded time for an absent server)."""

@@ -88,7 +88,7 @@ def gan_worker(config: dict) -> dict[str, Any]:
     numerics = resolve_numerics(tc, wc.device)
     vae, _ = load_model(args.vae_dir, device=wc.device) if (args.vae_dir and not pixel) else (None, None)
     state, unregistered = resume_state(wc.device, args.run_dir)
-    tracker = Rank0Tracker(args, wc.rank, wc.world)
+    tracker = Rank0Tracker(args, wc.rank, wc.world, total_steps=tc.steps)
     status = StatusFile(args.status_dir, wc.rank, state.step if state is not None else 0)
 
     batches = shard_batches(tc, "train_gan", wc.rank, wc.world)

@@ -93,7 +93,7 @@ def vae_worker(config: dict) -> dict[str, Any]:
         disc = PatchDiscriminator3D(tc.adv_disc_channels)
         disc = maybe_compile(ray.train.torch.prepare_model(numerics.prepare(disc)), tc.compile)
     state, unregistered = resume_state(wc.device, args.run_dir)
-    tracker = Rank0Tracker(args, wc.rank, wc.world)
+    tracker = Rank0Tracker(args, wc.rank, wc.world, total_steps=tc.steps)
     status = StatusFile(args.status_dir, wc.rank, state.step if state is not None else 0)
 
     batches = shard_batches(tc, "train_vae", wc.rank, wc.world)
