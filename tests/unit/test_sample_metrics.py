@@ -14,12 +14,19 @@ from vidgen_core.eval.sample_metrics import (
 
 
 class MeanColour(nn.Module):
-    """A tiny feature module: per-clip mean of each channel (B, 3), in [0, 1]."""
+    """A tiny feature module: per-clip mean of each channel (B, 3), in [0, 1], through a float32 layer."""
 
     num_features = 3
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Linear(3, 3, bias=True)  # weights make a dtype mix-up fail, as with the real judge
+        with torch.no_grad():
+            self.scale.weight.copy_(torch.eye(3))
+            self.scale.bias.zero_()
+
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return clips.float().mean(dim=(1, 2, 3)) / 255.0
+        return self.scale(clips.float().mean(dim=(1, 2, 3)) / 255.0)
 
 
 def _clips(n: int, seed: int, lo: int = 0, hi: int = 256) -> np.ndarray:

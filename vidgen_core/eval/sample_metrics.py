@@ -35,8 +35,8 @@ def frechet_distance(feature: nn.Module, real: np.ndarray, fake: np.ndarray, bat
 
     if len(real) < 2 or len(fake) < 2:
         raise ValueError("the Fréchet distance needs at least 2 clips on each side")
+    # Its running sums are float64 already; set_dtype would also cast the feature module's weights.
     fid = FrechetInceptionDistance(feature=feature, normalize=False)
-    fid.set_dtype(torch.float64)
     for i in range(0, len(real), batch_size):
         fid.update(torch.from_numpy(real[i : i + batch_size]), real=True)
     for i in range(0, len(fake), batch_size):
