@@ -182,6 +182,17 @@ class EvalConfig(_Section):
     batch_size: int = Field(16, ge=1)
 
 
+class ProbeConfig(_Section):
+    """The train_probe step: linear probes on VAE latents vs pooled pixels (see vidgen_core.uses.probe)."""
+
+    steps: int = Field(300, ge=1)  # full-batch Adam steps of the logistic regression
+    lr: float = Field(0.01, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    max_clips_per_split: int | None = Field(4096, ge=1)  # clips read per split (memory: N x T x H x W x 3 bytes)
+    batch_size: int = Field(16, ge=1)  # clips per VAE forward pass
+    seed: int = 0
+
+
 # What the evaluate step reports: the names the registry's champion metric and gates may use.
 EVAL_METRICS = (
     "vae_psnr", "vae_ssim", "baseline_psnr", "baseline_ssim", "vae_psnr_gain_db",
@@ -230,6 +241,7 @@ class PipelineConfig(_Section):
     gan: GANConfig = GANConfig()
     train_gan: TrainConfig = TrainConfig(lr=2e-4)
     eval: EvalConfig = EvalConfig()
+    probe: ProbeConfig = ProbeConfig()
     registry: RegisterConfig = RegisterConfig()
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()
