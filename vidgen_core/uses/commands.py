@@ -8,6 +8,7 @@ are written to a temporary name and renamed, so a failure leaves nothing.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable
 
@@ -25,6 +26,8 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """User-caused errors -> one line + exit 2 (a crash keeps its traceback)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # MLflow's download bar would bury the one line a user needs (and our own bar) on stderr.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
