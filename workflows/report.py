@@ -27,8 +27,10 @@ def print_summary(result: PipelineResult, workdir: Path) -> None:
             f"GAN samples vs test clips: std ratio {ev['gan_std_ratio']:.2f}, motion ratio {ev['gan_motion_ratio']:.2f}, "
             f"diversity ratio {ev['gan_diversity_ratio']:.2f}, mean-colour gap {ev['gan_mean_abs_diff']:.1f} levels"
         )
-    if "train_probe" in result.steps:
-        pr = result.outputs("train_probe")
+    pr = result.outputs("train_probe") if "train_probe" in result.steps else {}
+    if pr.get("skipped"):
+        echo(f"probe skipped: {pr['skipped']}")
+    elif pr:
         echo(
             f"probe test accuracy latents {pr['probe_latent_accuracy']:.3f} vs pixels {pr['probe_pixel_accuracy']:.3f}; "
             f"retrieval recall@5 {pr['retrieval_latent_recall_at_5']:.3f} vs {pr['retrieval_pixel_recall_at_5']:.3f}, "

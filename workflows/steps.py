@@ -133,9 +133,12 @@ def train_gan(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> 
 def train_probe(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Linear probes + retrieval on VAE latents vs pooled pixels (logic: vidgen_core.uses.probe)."""
     from vidgen_core.tracking.artifacts import log_json
-    from vidgen_core.uses.probe import train_and_evaluate
+    from vidgen_core.uses.probe import ProbeSkipped, train_and_evaluate
 
-    result = train_and_evaluate(inputs["ingest"]["shard_dir"], inputs["train_vae"]["model_dir"], ctx.out_dir, cfg.probe)
+    try:
+        result = train_and_evaluate(inputs["ingest"]["shard_dir"], inputs["train_vae"]["model_dir"], ctx.out_dir, cfg.probe)
+    except ProbeSkipped as exc:  # e.g. unlabelled videos: nothing to probe, the rest of the pipeline stands
+        return {"skipped": str(exc)}
     ctx.log_metrics(result.metrics)
     log_json(ctx.client(), ctx.run_id, result.metrics, "probe_report.json")
     return {**result.metrics, "model_dir": result.model_dir, "mlflow_run_id": ctx.run_id}
@@ -200,7 +203,8 @@ def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
         tracking_uri=ctx.tracking_uri, dedupe_key=fingerprint({"kind": "gan", **pair}),
     )
     versions = {vae["name"]: str(vae["version"]), gan["name"]: str(gan["version"])}
-    if "train_probe" in inputs:  # the probe reads this VAE: registered with it, promoted with it
+    has_probe = bool(inputs.get("train_probe", {}).get("model_dir"))
+    if has_probe:  # the probe reads this VAE: registered with it, promoted with it
         from vidgen_core.uses.registration import register_probe
 
         probe = register_probe(inputs["train_probe"], prefix, tags, vae, ctx.run_id, ctx.tracking_uri,
@@ -216,7 +220,7 @@ def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
     client.set_tag(ctx.run_id, "vidgen.decision", decision.reason[:5000])
     log_json(client, ctx.run_id, {**decision.as_dict(), "vae": vae, "gan": gan}, "promotion.json")
     return {
-        "vae": vae, "gan": gan, **({"probe": probe} if "train_probe" in inputs else {}), "gate_passed": decision.gate_passed, "champion_moved": decision.promote,
+        "vae": vae, "gan": gan, **({"probe": probe} if has_probe else {}), "gate_passed": decision.gate_passed, "champion_moved": decision.promote,
         "decision": decision.reason, "champion_before": decision.champion_version,
         "is_champion": decision.promote or decision.champion_version == str(vae["version"]),
     }

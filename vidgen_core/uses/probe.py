@@ -172,6 +172,10 @@ def load_probe(model_dir: str) -> tuple[LinearProbe, dict[str, Any]]:
 # ---------------------------------------------------------------- the workflow step's work
 
 
+class ProbeSkipped(Exception):
+    """The data cannot support a probe (unlabelled, one class, an empty split): the step reports why and goes on."""
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     metrics: dict[str, float]
@@ -193,7 +197,7 @@ def train_and_evaluate(shard_dir: str, vae_dir: str, out_dir: str, cfg: ProbeCon
     manifest = read_manifest(shard_dir)
     names = [str(n) for n in manifest.get("label_names") or []]
     if len(names) < 2:
-        raise ValueError(f"a probe needs labelled clips of >= 2 classes; the shard set has {names}")
+        raise ProbeSkipped(f"a probe needs labelled clips of >= 2 classes; the shard set has {names}")
     vae, vae_doc = load_model(vae_dir)
     limit = cfg.max_clips_per_split
     train_x, train_y = load_clips(shard_dir, "train", limit)
@@ -201,7 +205,7 @@ def train_and_evaluate(shard_dir: str, vae_dir: str, out_dir: str, cfg: ProbeCon
     train_x, train_y = train_x[train_y >= 0], train_y[train_y >= 0]  # unlabelled clips teach nothing here
     test_x, test_y = test_x[test_y >= 0], test_y[test_y >= 0]
     if not len(train_x) or not len(test_x):
-        raise ValueError(f"a probe needs labelled train and test clips; got {len(train_x)} and {len(test_x)}")
+        raise ProbeSkipped(f"a probe needs labelled train and test clips; got {len(train_x)} and {len(test_x)}")
 
     t0 = time.perf_counter()
     lat_train = encode_clips(vae, train_x, cfg.batch_size)
