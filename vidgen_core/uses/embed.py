@@ -322,7 +322,8 @@ def _ray_shard_rows(src: str, model: LoadedModel, cfg: IngestConfig, tracking_ur
                 "frames": frames_to_numpy(batch.column("frames"), shape), "error": np.full(batch.num_rows, "")}
 
     cols = ["source", "label", "label_name", "start_frame", "start_s", "frames"]
-    ds = ray.data.read_parquet(shard_uris(src, manifest), columns=cols).map_batches(decode, batch_format="pyarrow")
+    # select_columns is pushed down into the scan (readers.read_split does the same).
+    ds = ray.data.read_parquet(shard_uris(src, manifest)).select_columns(cols).map_batches(decode, batch_format="pyarrow")
     yield from _embed_dataset(ds, model, tracking_uri, batch_size, concurrency, [])
 
 
