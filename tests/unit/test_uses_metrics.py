@@ -18,6 +18,7 @@ from vidgen_core.uses.probe import (
     ranked_relevance,
     recall_at_k,
     retrieval_metrics,
+    video_accuracy,
 )
 from vidgen_core.uses.similar import cosine_topk
 
@@ -100,3 +101,11 @@ def test_png_is_lossless(tmp_path) -> None:
     n = int.from_bytes(data[idat - 4 : idat], "big")
     raw = np.frombuffer(zlib.decompress(data[idat + 4 : idat + 4 + n]), np.uint8).reshape(5, 1 + 7 * 3)
     assert np.array_equal(raw[:, 1:].reshape(5, 7, 3), img)
+
+
+def test_video_accuracy_pools_clip_probabilities() -> None:
+    probs = np.array([[0.6, 0.4], [0.1, 0.9], [0.2, 0.8], [0.7, 0.3]])
+    labels = np.array([1, 1, 0, 0])
+    vids = np.array(["a", "a", "b", "b"])
+    # a: mean (0.35, 0.65) -> 1, right; b: mean (0.45, 0.55) -> 1, wrong.
+    assert video_accuracy(probs, labels, vids) == 0.5

@@ -176,6 +176,44 @@ class ProbeSkipped(Exception):
     """The data cannot support a probe (unlabelled, one class, an empty split): the step reports why and goes on."""
 
 
+def video_accuracy(probs: np.ndarray, labels: np.ndarray, video_ids: np.ndarray) -> float:
+    """Accuracy per video (what `vidgen classify` answers): mean of its clips' probabilities, argmax.
+
+    ``probs (N, C)``, ``labels (N,)``, ``video_ids (N,)`` -> fraction of videos right.
+    """
+    right = []
+    for v in np.unique(video_ids):
+        m = video_ids == v
+        right.append(int(probs[m].mean(0).argmax()) == int(labels[m][0]))
+    return float(np.mean(right)) if right else float("nan")
+
+
+def load_split(shard_dir: str, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labelled clips of one split: uint8 frames ``(N, T, H, W, 3)``, labels ``(N,)``, video ids ``(N,)``."""
+    import pyarrow.parquet as pq
+
+    from vidgen_core import storage
+    from vidgen_core.data.readers import frames_to_numpy
+    from vidgen_core.data.schema import read_manifest, shard_uris
+
+    manifest = read_manifest(shard_dir)
+    shape = tuple(manifest["clip_shape"])
+    frames, labels, vids, n = [], [], [], 0
+    for uri in shard_uris(shard_dir, manifest):
+        fs, path = storage.resolve(uri)
+        t = pq.read_table(path, filesystem=fs, columns=["frames", "label", "video_id"],
+                          filters=[("split", "=", split), ("label", ">=", 0)])
+        t = t.slice(0, None if limit is None else max(0, limit - n))
+        if t.num_rows:
+            frames.append(frames_to_numpy(t.column("frames"), shape))
+            labels.append(t.column("label").to_numpy().astype(np.int64))
+            vids.append(np.asarray(t.column("video_id").to_pylist()))
+            n += t.num_rows
+    if not frames:
+        return np.zeros((0, *shape), np.uint8), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    return np.concatenate(frames), np.concatenate(labels), np.concatenate(vids)
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     metrics: dict[str, float]
@@ -185,11 +223,11 @@ class ProbeResult:
 def train_and_evaluate(shard_dir: str, vae_dir: str, out_dir: str, cfg: ProbeConfig) -> ProbeResult:
     """Latent and pixel probes + retrieval on a shard set; saves the latent probe under ``out_dir``.
 
-    Returns metrics (``probe_{latent,pixel}_accuracy``, ``probe_{latent,pixel}_recall_<class>``,
+    Returns metrics (``probe_{latent,pixel}_accuracy`` per clip and ``_video_accuracy`` per video
+    (mean of its clips' probabilities, as `vidgen classify`), ``probe_{latent,pixel}_recall_<class>``,
     ``retrieval_{latent,pixel}_{recall_at_1,recall_at_5,map}``, ``embed_clips_per_s``,
     ``probe_{latent,pixel}_dim``, clip counts) and the probe's directory.
     """
-    from vidgen_core.data.readers import load_clips
     from vidgen_core.data.schema import read_manifest
     from vidgen_core.models.io import load_model
     from vidgen_core.uses.embed import encode_clips
@@ -200,10 +238,9 @@ def train_and_evaluate(shard_dir: str, vae_dir: str, out_dir: str, cfg: ProbeCon
         raise ProbeSkipped(f"a probe needs labelled clips of >= 2 classes; the shard set has {names}")
     vae, vae_doc = load_model(vae_dir)
     limit = cfg.max_clips_per_split
-    train_x, train_y = load_clips(shard_dir, "train", limit)
-    test_x, test_y = load_clips(shard_dir, "test", limit)
-    train_x, train_y = train_x[train_y >= 0], train_y[train_y >= 0]  # unlabelled clips teach nothing here
-    test_x, test_y = test_x[test_y >= 0], test_y[test_y >= 0]
+    # Unlabelled clips (label -1) teach a probe nothing: load_split leaves them out.
+    train_x, train_y, _ = load_split(shard_dir, "train", limit)
+    test_x, test_y, test_vid = load_split(shard_dir, "test", limit)
     if not len(train_x) or not len(test_x):
         raise ProbeSkipped(f"a probe needs labelled train and test clips; got {len(train_x)} and {len(test_x)}")
 
@@ -223,8 +260,10 @@ def train_and_evaluate(shard_dir: str, vae_dir: str, out_dir: str, cfg: ProbeCon
     probes = {}
     for space, (tr, te) in {"latent": (lat_train, lat_test), "pixel": (pix_train, pix_test)}.items():
         probe = fit_probe(tr, train_y, c, cfg)
-        pred = predict_proba(probe, te).argmax(1)
+        probs = predict_proba(probe, te)
+        pred = probs.argmax(1)
         metrics[f"probe_{space}_accuracy"] = float((pred == test_y).mean())
+        metrics[f"probe_{space}_video_accuracy"] = video_accuracy(probs, test_y, test_vid)
         for name, r in zip(names, per_class_recall(pred, test_y, c)):
             if not math.isnan(r):
                 metrics[f"probe_{space}_recall_{name}"] = float(r)
