@@ -283,5 +283,11 @@ def plan_memory_cmd(config: str | None, overrides: tuple[str, ...], gpu_memory_g
         click.echo(json.dumps(est.as_dict()) if as_json else est.line())
 
 
+from vidgen_core.uses.commands import USE_COMMANDS  # noqa: E402  (generate, embed, classify, similar, compare)
+
+for _command in USE_COMMANDS:
+    main.add_command(_command)
+
+
 if __name__ == "__main__":
     main()

@@ -199,6 +199,17 @@ class EvalConfig(_Section):
     seeds: int = Field(3, ge=1, le=20)  # GAN figures: mean ± std over this many sample draws
 
 
+class ProbeConfig(_Section):
+    """The train_probe step: linear probes on VAE latents vs pooled pixels (see vidgen_core.uses.probe)."""
+
+    steps: int = Field(300, ge=1)  # full-batch Adam steps of the logistic regression
+    lr: float = Field(0.01, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    max_clips_per_split: int | None = Field(4096, ge=1)  # clips read per split (memory: N x T x H x W x 3 bytes)
+    batch_size: int = Field(16, ge=1)  # clips per VAE forward pass
+    seed: int = 0
+
+
 class JudgeConfig(_Section):
     """The in-domain judge: a small video classifier trained on the labelled train split (eval/judge.py)."""
 
@@ -266,6 +277,7 @@ class PipelineConfig(_Section):
     train_gan: TrainConfig = TrainConfig(lr=2e-4)
     eval: EvalConfig = EvalConfig()
     judge: JudgeConfig = JudgeConfig()
+    probe: ProbeConfig = ProbeConfig()
     registry: RegisterConfig = RegisterConfig()
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -20,8 +20,19 @@ def print_summary(result: PipelineResult, workdir: Path, echo: Callable[[str], N
     ev = result.outputs("evaluate")
     for line in headline_lines(ev):
         echo(line)
+    pr = result.outputs("train_probe") if "train_probe" in result.steps else {}
+    if pr.get("skipped"):
+        echo(f"probe skipped: {pr['skipped']}")
+    elif pr:
+        echo(
+            f"probe test accuracy latents {pr['probe_latent_accuracy']:.3f} vs pixels {pr['probe_pixel_accuracy']:.3f}; "
+            f"retrieval recall@5 {pr['retrieval_latent_recall_at_5']:.3f} vs {pr['retrieval_pixel_recall_at_5']:.3f}, "
+            f"mAP {pr['retrieval_latent_map']:.3f} vs {pr['retrieval_pixel_map']:.3f}; embedding {pr['embed_clips_per_s']:.0f} clips/s"
+        )
     reg = result.outputs("register")
-    for kind in ("vae", "gan"):
+    for kind in ("vae", "gan", "probe"):
+        if kind not in reg:
+            continue
         r = reg[kind]
         champion = reg.get("is_champion", reg.get("champion_moved"))
         aliases = [a for a, on in (("candidate", reg["gate_passed"]), ("champion", champion)) if on]

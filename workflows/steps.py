@@ -161,6 +161,20 @@ def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
     return {"judge_dir": judge_dir, **metrics}
 
 
+def train_probe(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Linear probes + retrieval on VAE latents vs pooled pixels (logic: vidgen_core.uses.probe)."""
+    from vidgen_core.tracking.artifacts import log_json
+    from vidgen_core.uses.probe import ProbeSkipped, train_and_evaluate
+
+    try:
+        result = train_and_evaluate(inputs["ingest"]["shard_dir"], inputs["train_vae"]["model_dir"], ctx.out_dir, cfg.probe)
+    except ProbeSkipped as exc:  # e.g. unlabelled videos: nothing to probe, the rest of the pipeline stands
+        return {"skipped": str(exc)}
+    ctx.log_metrics(result.metrics)
+    log_json(ctx.client(), ctx.run_id, result.metrics, "probe_report.json")
+    return {**result.metrics, "model_dir": result.model_dir, "mlflow_run_id": ctx.run_id}
+
+
 def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """VAE reconstruction figures and judge-based GAN figures, each beside its baselines; previews for people."""
     from vidgen_core.eval.evaluate import evaluate_vae
@@ -208,6 +222,7 @@ def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
         "code_version": _code_version(),
         "train_vae_fingerprint": ctx.upstream_fingerprints.get("train_vae", ""),
         "train_gan_fingerprint": ctx.upstream_fingerprints.get("train_gan", ""),
+        "ingest_config": cfg.ingest.model_dump_json(),  # how to cut clips for this model (vidgen embed)
         # Full precision: the champion comparison reads these back (a rounded tag would
         # let the very same VAE "beat" itself by the rounding error).
         **{m: repr(float(metrics[m])) for m in EVAL_METRICS if isinstance(metrics.get(m), (int, float))},
@@ -226,17 +241,25 @@ def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
         run_id=ctx.run_id, vae_dir=inputs["train_vae"]["model_dir"], set_candidate=False,
         tracking_uri=ctx.tracking_uri, dedupe_key=fingerprint({"kind": "gan", **pair}),
     )
+    versions = {vae["name"]: str(vae["version"]), gan["name"]: str(gan["version"])}
+    has_probe = bool(inputs.get("train_probe", {}).get("model_dir"))
+    if has_probe:  # the probe reads this VAE: registered with it, promoted with it
+        from vidgen_core.uses.registration import register_probe
+
+        probe = register_probe(inputs["train_probe"], prefix, tags, vae, ctx.run_id, ctx.tracking_uri,
+                               fingerprint({"kind": "probe", **pair, "probe_fp": ctx.upstream_fingerprints.get("train_probe", "")}))
+        versions[probe["name"]] = str(probe["version"])
     client = ctx.client()
     # Read-compare-move under a lock: two pipelines registering at once must not both
     # read the old champion and each move the alias.
     with store_lock(ctx.tracking_uri):
         champion = current_champion(client, vae["name"], cfg.registry.champion_metric)
         decision = decide(metrics, cfg.registry, champion, str(vae["version"]), tags["data_manifest_fingerprint"])
-        apply_decision(client, {vae["name"]: str(vae["version"]), gan["name"]: str(gan["version"])}, decision)
+        apply_decision(client, versions, decision)
     client.set_tag(ctx.run_id, "vidgen.decision", decision.reason[:5000])
     log_json(client, ctx.run_id, {**decision.as_dict(), "vae": vae, "gan": gan}, "promotion.json")
     return {
-        "vae": vae, "gan": gan, "gate_passed": decision.gate_passed, "champion_moved": decision.promote,
+        "vae": vae, "gan": gan, **({"probe": probe} if has_probe else {}), "gate_passed": decision.gate_passed, "champion_moved": decision.promote,
         "decision": decision.reason, "champion_before": decision.champion_version,
         "is_champion": decision.promote or decision.champion_version == str(vae["version"]),
     }

@@ -20,8 +20,11 @@ def test_a_train_gan_change_invalidates_train_gan_evaluate_register_only() -> No
 
 
 def test_upstream_changes_cascade_and_code_changes_invalidate_everything() -> None:
-    assert _changed("ingest.size=16") == {"ingest", "train_vae", "train_gan", "train_judge", "evaluate", "register"}
+    assert _changed("ingest.size=16") == {
+        "ingest", "train_vae", "train_gan", "train_judge", "train_probe", "evaluate", "register",
+    }
     assert _changed("judge.steps=9") == {"train_judge", "evaluate", "register"}
+    assert _changed("probe.steps=7") == {"train_probe", "register"}
     assert _changed("registry.min_improvement=1") == {"register"}
     cfg = load_config(None)
     a, b = step_fingerprints(cfg, "code-a"), step_fingerprints(cfg, "code-b")
@@ -32,6 +35,7 @@ def test_graph_helpers() -> None:
     assert downstream_of(["train_gan"]) == {"train_gan", "evaluate", "register"}
     assert upstream_of(["train_gan"]) == {"synth", "ingest", "train_vae"}
     assert upstream_of(["synth"]) == set()
+    assert downstream_of(["train_probe"]) == {"train_probe", "register"}
     check_pipeline(PIPELINE)
     with pytest.raises(ValueError, match="not listed before it"):
         check_pipeline((Step("b", dict, ("a",), (), 0), Step("a", dict, (), (), 0)))

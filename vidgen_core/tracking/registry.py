@@ -29,11 +29,11 @@ if TYPE_CHECKING:
 CANDIDATE_ALIAS = "candidate"
 DEDUPE_TAG = "vidgen.register_fingerprint"  # identity of what was registered: re-registering it is a no-op
 MODEL_ARTIFACT_NAME = "model"  # name of the logged model (its folder in the artifact store)
-_SCRIPTS = {"vae": "pyfunc_vae.py", "gan": "pyfunc_gan.py"}
+_SCRIPTS = {"vae": "pyfunc_vae.py", "gan": "pyfunc_gan.py", "probe": "pyfunc_probe.py"}
 _REQUIRED_FILES = ("config.json", "weights.safetensors")
 
 
-def pyfunc_script(kind: Literal["vae", "gan"]) -> str:
+def pyfunc_script(kind: Literal["vae", "gan", "probe"]) -> str:
     """Absolute path of the models-from-code script for ``kind``."""
     return str(Path(__file__).resolve().parent / _SCRIPTS[kind])
 
@@ -54,7 +54,7 @@ def _clip_shape(*configs: dict[str, Any]) -> tuple[int, int, int]:
     raise UserError("model config.json has no extra.clip_len / extra.size; re-save the model with vidgen")
 
 
-def build_signature(kind: Literal["vae", "gan"], clip_shape: tuple[int, int, int]) -> ModelSignature:
+def build_signature(kind: Literal["vae", "gan", "probe"], clip_shape: tuple[int, int, int]) -> ModelSignature:
     """Input/output schema that MLflow enforces on ``predict``.
 
     VAE: uint8 tensor ``(-1, T, H, W, 3)`` in and out. GAN: a ``label`` column
@@ -70,6 +70,9 @@ def build_signature(kind: Literal["vae", "gan"], clip_shape: tuple[int, int, int
     if kind == "vae":
         params = ParamSchema([ParamSpec("batch_size", "long", 8)])
         return ModelSignature(inputs=video, outputs=video, params=params)
+    if kind == "probe":  # class probabilities (-1, C)
+        probs = Schema([TensorSpec(np.dtype(np.float32), (-1, -1))])
+        return ModelSignature(inputs=video, outputs=probs, params=ParamSchema([ParamSpec("batch_size", "long", 16)]))
     params = ParamSchema([ParamSpec("seed", "long", 0), ParamSpec("batch_size", "long", 16)])
     return ModelSignature(inputs=Schema([ColSpec("long", "label")]), outputs=video, params=params)
 
@@ -84,7 +87,7 @@ def _pip_requirements() -> list[str]:
 
 
 def register_model(
-    kind: Literal["vae", "gan"],
+    kind: Literal["vae", "gan", "probe"],
     model_dir: str,
     name: str,
     tags: dict[str, str],
@@ -133,11 +136,11 @@ def register_model(
         raise UserError(f"model_dir '{model_dir}' holds a '{config['kind']}' model, not '{kind}'")
     artifacts = {"model_dir": model_dir}
     configs = [config]
-    if kind == "gan":
-        # GAN training records the VAE it was trained on; an explicit vae_dir wins.
+    if kind in ("gan", "probe"):
+        # GAN training (and the probe) record the VAE they read; an explicit vae_dir wins.
         vae_dir = vae_dir or (config.get("extra") or {}).get("vae_dir")
         if not vae_dir:
-            raise UserError("registering a GAN needs vae_dir: the VAE model directory it decodes with")
+            raise UserError(f"registering a {kind} needs vae_dir: the VAE model directory it reads")
         vae_dir = storage.normalize(vae_dir)
         configs.append(_read_model_config(vae_dir, "vae_dir"))
         artifacts["vae_dir"] = vae_dir
