@@ -119,7 +119,12 @@ def evaluate_samples(
         for name, (clips, labels) in sets.items():
             # Unconditional samples have no class: diversity is then measured over all clips together.
             real_lab = real_labels if (name != "gan" or conditional) else np.zeros(n, dtype=np.int64)
-            draws[name].append(score_set(clips, labels, real, real_lab, feature, judge, real_feats, real_colour))
+            row = score_set(clips, labels, real, real_lab, feature, judge, real_feats, real_colour)
+            if name == "real" and judge is not None:
+                # The judge was trained on these train clips: its floor is its accuracy on unseen real clips.
+                row["class_consistency"] = score_set(real, real_labels, real, real_labels, feature, judge,
+                                                     real_feats, real_colour)["class_consistency"]
+            draws[name].append(row)
     out: dict[str, Any] = {}
     for name, rows in draws.items():
         for key in rows[0]:

@@ -4,9 +4,10 @@ FVD's I3D network cannot be downloaded here and knows nothing of 32-pixel
 moving shapes; a classifier trained on the labelled train split of *this*
 data set does. Its penultimate features feed the Fréchet distance and
 precision/recall, its predictions the class consistency of conditional
-samples. Trained with horizontal flips and time reversal only (exact
-symmetries of the classes); no colour augmentation, so its features still
-see colour.
+samples. Trained with horizontal flips, time reversal and channel
+permutations (symmetries of the classes): colour is drawn per video, so
+without them the judge identifies videos instead of shapes. Colour is scored
+separately (the colour ratio).
 
 Without labels (user data with no classes) there is nothing to classify:
 :func:`train_judge` is not called and evaluation falls back to
@@ -70,11 +71,18 @@ class JudgeResult:
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Horizontal flip and time reversal, each with probability 1/2 per sample: (B, 3, T, H, W)."""
+    """Flip, time reversal and a random colour order per sample: (B, 3, T, H, W) -> same.
+
+    Colours (object and background) are drawn per *video*, so a judge that may
+    look at colour learns which video a clip came from, not its shape (it then
+    fails on the test videos). Permuting the channels takes that shortcut away.
+    """
     flip = torch.rand(len(x), generator=g) < 0.5
     rev = torch.rand(len(x), generator=g) < 0.5
     x = torch.where(flip[:, None, None, None, None], x.flip(4), x)
-    return torch.where(rev[:, None, None, None, None], x.flip(2), x)
+    x = torch.where(rev[:, None, None, None, None], x.flip(2), x)
+    perms = torch.stack([torch.randperm(3, generator=g) for _ in range(len(x))])  # (B, 3)
+    return torch.gather(x, 1, perms[:, :, None, None, None].expand_as(x))
 
 
 @torch.no_grad()
