@@ -32,6 +32,10 @@ class ShiftVAE(nn.Module):
         self.calls.append(x.shape[0])
         return SimpleNamespace(recon=x + self.shift)
 
+    def latent_dims(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """An identity "latent": no compression, (C, T, H, W) = the input's."""
+        return (3, frames, height, width)
+
 
 @pytest.fixture
 def test_split(monkeypatch):
