@@ -282,6 +282,23 @@ class PipelineConfig(_Section):
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_start_from_the_defaults(cls, data: Any) -> Any:
+        """A recipe's section overrides the keys it names, not the whole section.
+
+        ``train_vae: {steps: 100}`` keeps the pipeline's VAE schedule, learning rate and
+        augmentation above instead of falling back to bare ``TrainConfig()`` values.
+        """
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if isinstance(value, dict) and field is not None and isinstance(field.default, BaseModel):
+                merged[name] = {**field.default.model_dump(), **value}
+        return merged
+
 
 def fingerprint(obj: Any) -> str:
     """Stable short hash of a JSON-able object or a pydantic model."""

@@ -39,7 +39,7 @@ def moving_squares(colours: np.ndarray, seed: int) -> np.ndarray:
     return clips
 
 
-def _train(clips: np.ndarray, steps: int, batch: int, augment: bool, lr: float = 3e-3, latent: int = 4) -> torch.nn.Module:
+def _train(clips: np.ndarray, steps: int, batch: int, augment: bool, lr: float = 2e-3, latent: int = 4) -> torch.nn.Module:
     torch.manual_seed(0)
     vae_cfg = VAEConfig(base_channels=16, channel_mult=[1, 2], latent_channels=latent)
     train_cfg = TrainConfig(
@@ -59,7 +59,7 @@ def _train(clips: np.ndarray, steps: int, batch: int, augment: bool, lr: float =
 def test_overfits_a_handful_of_coloured_clips_with_colour_kept():
     colours = np.array([[230, 60, 60], [60, 220, 80], [70, 90, 240], [230, 210, 60]], dtype=np.uint8)
     clips = moving_squares(colours, seed=0)
-    vae = _train(clips, steps=700, batch=4, augment=False, latent=8)  # 12x compression
+    vae = _train(clips, steps=1000, batch=4, augment=False, latent=8)  # 12x compression; 38.1 dB measured
     recon = reconstruct(vae, clips, 4)
     assert psnr(recon, clips) >= 35.0
     assert saturation_ratio(recon, clips) >= 0.9
