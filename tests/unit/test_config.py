@@ -60,3 +60,16 @@ def test_fingerprint_is_stable_and_sensitive() -> None:
     a, b = load_config(None, []), load_config(None, [])
     assert fingerprint(a) == fingerprint(b)
     assert fingerprint(a) != fingerprint(load_config(None, ["train_gan.steps=5"]))
+
+
+def test_a_recipe_section_overrides_only_the_keys_it_names(tmp_path):
+    """`train_vae: {steps: 7}` keeps the pipeline's VAE schedule and augmentation (tiny.yaml once lost them)."""
+    from vidgen_core.config import PipelineConfig, load_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train_vae:\n  steps: 7\n")
+    cfg = load_config(recipe)
+    default = PipelineConfig().train_vae
+    assert cfg.train_vae.steps == 7
+    assert cfg.train_vae.augment == default.augment and cfg.train_vae.augment  # not TrainConfig()'s []
+    assert (cfg.train_vae.lr, cfg.train_vae.lr_schedule) == (default.lr, default.lr_schedule)
