@@ -42,6 +42,8 @@ from vidgen_core.data.schema import PARQUET_WRITE_OPTIONS  # noqa: E402
 from vidgen_core.video.decode import probe, scaled_size  # noqa: E402
 from vidgen_core.video.synth import generate_dataset  # noqa: E402
 
+from harness import MIN_REPEATS, LoadWatch, median  # noqa: E402  (bench/harness.py)
+
 SIZE = 128
 CLIP_LEN = 16
 
@@ -138,7 +140,7 @@ def main() -> None:
     ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "vidgen-bench-ingest"))
     ap.add_argument("--hd-files", type=int, default=8)
     ap.add_argument("--hd-seconds", type=float, default=40.0)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=MIN_REPEATS, help="alternating pyav/vidgen runs; medians reported")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
 
@@ -160,25 +162,28 @@ def main() -> None:
         shutil.copytree(root / "small" / "circle", warm / "circle")
         run_vidgen(warm, work / "warm-out")
 
-        best: dict[str, float] = {}
-        cpu_best: dict[str, float] = {}
-        for rep in range(args.repeats):
+        times: dict[str, list[float]] = {"pyav": [], "vidgen": []}
+        cpus: dict[str, list[float]] = {"pyav": [], "vidgen": []}
+        watch = LoadWatch().__enter__()
+        for rep in range(args.repeats):  # alternating contenders: drift in other load hits both
             t, n, cpu = run_pyav(files, args.procs)
             assert n == total, (n, total)
-            best["pyav"] = min(best.get("pyav", t), t)
-            cpu_best["pyav"] = min(cpu_best.get("pyav", cpu), cpu)
+            times["pyav"].append(t)
+            cpus["pyav"].append(cpu)
             print(json.dumps({"run": "pyav", "repeat": rep, "seconds": round(t, 3), "frames_per_s": round(total / t, 1),
-                              "cpu_seconds": round(cpu, 2), "load_avg_1m": os.getloadavg()[0]}), flush=True)
+                              "cpu_seconds": round(cpu, 2), **watch.fields()}), flush=True)
             cpu0 = tree_cpu_seconds()
             t, manifest = run_vidgen(root, work / "shards")
             cpu = tree_cpu_seconds() - cpu0
-            best["vidgen"] = min(best.get("vidgen", t), t)
-            cpu_best["vidgen"] = min(cpu_best.get("vidgen", cpu), cpu)
+            times["vidgen"].append(t)
+            cpus["vidgen"].append(cpu)
             clips = manifest["num_clips"]
             print(json.dumps({"run": "vidgen", "repeat": rep, "seconds": round(t, 3), "frames_per_s": round(total / t, 1),
                               "clips": clips, "clip_frames_per_s": round(clips * CLIP_LEN / t, 1),
                               "errors": manifest["num_files_with_errors"], "cpu_seconds": round(cpu, 2),
-                              "load_avg_1m": os.getloadavg()[0]}), flush=True)
+                              **watch.fields()}), flush=True)
+        best = {k: median(v) for k, v in times.items()}
+        cpu_best = {k: median(v) for k, v in cpus.items()}
         t = run_read_videos(files, work / "read_videos")
         if isinstance(t, float):
             best["ray_read_videos"] = t
@@ -189,6 +194,7 @@ def main() -> None:
     finally:
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
+    watch.__exit__()
 
     fps = {k: total / v for k, v in best.items()}
     summary = {
@@ -204,6 +210,7 @@ def main() -> None:
     if "ray_read_videos" in fps:
         summary["ray_read_videos_frames_per_s"] = round(fps["ray_read_videos"], 1)
         summary["vidgen_over_ray_read_videos"] = round(fps["vidgen"] / fps["ray_read_videos"], 3)
+    summary.update({"repeats": args.repeats, "statistic": "median", **watch.fields(), "verdict": watch.verdict()})
     print(json.dumps(summary), flush=True)
 
 

@@ -38,6 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vidgen_core.config import PipelineConfig  # noqa: E402
+
+from harness import LoadWatch  # noqa: E402  (bench/harness.py)
 from vidgen_core.train.fit_vae import fit_vae  # noqa: E402
 
 CLIP_LEN, SIZE, NUM_CLIPS = 8, 32, 64
@@ -143,19 +145,21 @@ def main(argv: list[str] | None = None) -> None:
     info = {"bench": "train", "model": "vae base16 mult[1,2] 2x4x4", "clip": [CLIP_LEN, SIZE, SIZE],
             "batch": cfg.train_vae.batch_size, "steps": args.steps, "threads": args.threads, "cpus": os.cpu_count(),
             "load_avg_1m": os.getloadavg()[0]}
+    watch = LoadWatch().__enter__()
     plain, rays = [run_plain(cfg, data, args.threads)], []
     with tempfile.TemporaryDirectory() as root:
         for i in range(args.repeats):
             rays.append(run_ray(cfg, data, args.threads, os.path.join(root, str(i))))
             plain.append(run_plain(cfg, data, args.threads))
     ray.shutdown()
+    watch.__exit__()
     ratios, cpu_ratios = [], []
     for i, r in enumerate(rays):
         ratios.append((plain[i]["step_time_s"] + plain[i + 1]["step_time_s"]) / 2 / r["step_time_s"])
         cpu_ratios.append((plain[i]["cpu_s_per_step"] + plain[i + 1]["cpu_s_per_step"]) / 2 / r["cpu_s_per_step"])
         r["ratio_vs_neighbouring_plain"], r["cpu_ratio_vs_neighbouring_plain"] = ratios[-1], cpu_ratios[-1]
     for r in [x for pair in zip(plain, rays + [None]) for x in pair if x is not None]:
-        print(json.dumps({**info, **r, "steps_per_s": 1.0 / r["step_time_s"]}), flush=True)
+        print(json.dumps({**info, **r, "steps_per_s": 1.0 / r["step_time_s"], **watch.fields()}), flush=True)
     plain_t = float(np.mean([r["step_time_s"] for r in plain]))
     ray_t = float(np.mean([r["step_time_s"] for r in rays]))
     print(
@@ -167,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
         f"load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
         flush=True,
     )
+    print(json.dumps({"summary": "train", "ratio_ray_over_plain_median": round(float(np.median(ratios)), 3),
+                      "cpu_ratio_median": round(float(np.median(cpu_ratios)), 3), "goal": 0.97,
+                      "repeats": len(rays), **watch.fields(), "verdict": watch.verdict()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""The bench harness flags a busy machine, so no benchmark figure taken under load passes for a quiet one."""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+HARNESS = Path(__file__).resolve().parents[2] / "bench" / "harness.py"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    spec = importlib.util.spec_from_file_location("bench_harness", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_threshold_is_per_core(harness):
+    n = harness.cores()
+    quiet = harness.LoadWatch(load_fn=lambda: 0.4 * n)
+    quiet.sample()
+    assert not quiet.busy and quiet.fields()["busy"] is False and quiet.verdict().startswith("quiet")
+    loaded = harness.LoadWatch(load_fn=lambda: 0.6 * n)
+    loaded.sample()
+    assert loaded.busy and loaded.verdict().startswith("BUSY")
+    assert loaded.fields()["cores"] == n
+
+
+def test_alternate_interleaves_and_median(harness):
+    order: list[str] = []
+    out = harness.alternate({"a": lambda: order.append("a") or 1.0, "b": lambda: order.append("b") or 3.0}, 3)
+    assert order == ["a", "b", "a", "b", "a", "b"]
+    assert out == {"a": [1.0, 1.0, 1.0], "b": [3.0, 3.0, 3.0]}
+    assert harness.median([3.0, 1.0, 2.0]) == 2.0
+    with pytest.raises(ValueError):
+        harness.alternate({"a": lambda: 0}, 0)
+
+
+@pytest.mark.timeout(120)
+def test_a_run_under_artificial_load_is_flagged_busy(harness):
+    """Real load, real load average: 4 busy processes per core until the watch says busy (≤ 60 s)."""
+    procs = [mp.Process(target=harness.busy_loop, args=(90.0,), daemon=True) for _ in range(4 * harness.cores())]
+    for p in procs:
+        p.start()
+    try:
+        with harness.LoadWatch(interval_s=0.5) as watch:
+            deadline = time.monotonic() + 60
+            while not watch.busy and time.monotonic() < deadline:
+                time.sleep(0.5)
+        assert watch.busy, watch.samples
+        assert watch.fields()["busy"] is True and "BUSY" in watch.verdict()
+    finally:
+        for p in procs:  # only the processes this test started
+            p.terminate()
+            p.join(5)
+    assert os.getloadavg()[0] >= 0  # the platform has a load average at all
