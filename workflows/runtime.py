@@ -49,6 +49,10 @@ def init_ray(cfg: RayConfig) -> bool:
                 "or unset ray.address / RAY_ADDRESS to use a local one"
             ) from None
         return True
+    # This Ray turns token authentication on for a new local cluster and warns about it on
+    # the console when RAY_AUTH_MODE is unset. Say so explicitly: token auth stays on (Ray
+    # creates ~/.ray/auth_token if missing) and the console stays vidgen's.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(
         address="local",
         num_cpus=cfg.num_cpus,
