@@ -95,8 +95,14 @@ class PipelineResult:
         return self.steps[step].outputs
 
 
+NODE_TAG = "vidgen.node_id"  # the Ray node a step's task ran on
+
+
 def _execute_step(fn: Callable[..., dict[str, Any]], cfg_json: dict[str, Any], inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Body of a step's Ray task: rebuild the typed config, run the step function."""
+    """Body of a step's Ray task: record where it runs, rebuild the typed config, run the step function."""
+    import ray
+
+    ctx.client().set_tag(ctx.run_id, NODE_TAG, ray.get_runtime_context().get_node_id())
     cfg = PipelineConfig.model_validate(cfg_json)
     outputs = fn(cfg, inputs, ctx)
     json.dumps(outputs)  # a step's outputs must be JSON-able; fail here, not in the next step
@@ -142,6 +148,7 @@ def run_pipeline(
     check_pipeline(pipeline)
     _check_names("--force", list(force or []), pipeline)
     _check_names("--from", list(from_steps or []), pipeline)
+    _check_names("ray.step_resources", list(cfg.ray.step_resources), pipeline)
     t0 = time.time()
     tracking_uri = resolve_tracking_uri(cfg.tracking.uri, str(workdir))
     client, experiment_id = open_store(tracking_uri, cfg.tracking.experiment, workdir)
@@ -272,9 +279,10 @@ class _PipelineRun:
             # Fresh process per step: no leaked state.
             self.remote = ray.remote(max_calls=1, runtime_env={"env_vars": step_env()})(_execute_step)
         inputs = {d: self.records[d].outputs for d in step.deps}
-        ref = self.remote.options(num_cpus=step.num_cpus, num_gpus=step.num_gpus, name=f"vidgen:{step.name}").remote(
-            step.fn, self.cfg_json, inputs, ctx
-        )
+        ref = self.remote.options(
+            num_cpus=step.num_cpus, num_gpus=step.num_gpus, resources=self.cfg.ray.step_resources.get(step.name) or None,
+            name=f"vidgen:{step.name}",
+        ).remote(step.fn, self.cfg_json, inputs, ctx)
         self.pending[ref] = (step.name, child.info.run_id, fp, time.time())
         self.client.set_tag(self.pid, rs.pipeline_step_tag(step.name), f"ran {child.info.run_id}")
         note = f" (continues interrupted run {interrupted})" if interrupted else ""
