@@ -35,23 +35,33 @@ MLFLOW_PASSWORD = "mlflow-pw-" + secrets.token_hex(8)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = TwoNodeCluster(tmp_path_factory.mktemp("ray-cluster"), token=secrets.token_hex(16))
+def stack(tmp_path_factory):
+    """The cluster and the MLflow server, started side by side (each takes tens of seconds on 2 busy cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from procs import MlflowServer
+
+    cluster = TwoNodeCluster(tmp_path_factory.mktemp("ray-cluster"), token=secrets.token_hex(16))
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
     try:
-        yield c.start()
+        with ThreadPoolExecutor(1) as pool:
+            started = pool.submit(server.start, 300.0)
+            cluster.start()
+            started.result()
+        yield cluster, server
     finally:
-        c.stop()
+        cluster.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from procs import MlflowServer
+def cluster(stack) -> TwoNodeCluster:
+    return stack[0]
 
-    s = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    try:
-        yield s.start()
-    finally:
-        s.stop()
+
+@pytest.fixture(scope="module")
+def server(stack):
+    return stack[1]
 
 
 def _env(cluster: TwoNodeCluster, tracking_uri: str | None, token: bool = True) -> dict[str, str]:
