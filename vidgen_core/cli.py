@@ -160,7 +160,10 @@ def submit(address: str | None, no_wait: bool, run_args: tuple[str, ...]) -> Non
         return
     url = resolve_address(address)
     click.echo(f"[vidgen] submitted job {job_id} to {url}  (stop it: ray job stop --address {url} {job_id})")
-    status = follow(client, job_id)
+    try:
+        status = follow(client, job_id)
+    except KeyboardInterrupt:
+        _fail(f"stopped following; job {job_id} keeps running (`vidgen jobs` shows it, `ray job stop {job_id}` ends it)", 130)
     click.echo(f"[vidgen] job {job_id} {status}")
     sys.exit(0 if status == "SUCCEEDED" else 1)
 

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from vidgen_core.config import PipelineConfig, config_dict, fingerprint
 from vidgen_core.errors import UserError
+from vidgen_core.storage import redact
 
 from workflows import run_store as rs
 from workflows.dag import PIPELINE, Step, check_pipeline, code_version, downstream_of, step_fingerprint
@@ -113,7 +114,7 @@ def _flat_params(cfg: PipelineConfig) -> dict[str, str]:
     flat: dict[str, str] = {}
     for section, values in config_dict(cfg).items():
         for key, value in values.items():
-            flat[f"{section}.{key}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+            flat[f"{section}.{key}"] = redact(json.dumps(value) if isinstance(value, (list, dict)) else str(value))
     return flat
 
 
@@ -178,7 +179,7 @@ def run_pipeline(
         forced=forced, relaxed=relaxed, monitor=monitor,
     )
     _log_config(client, run.pid, cfg)
-    echo(f"[vidgen] pipeline run {run.pid} · tracking {tracking_uri}")
+    echo(f"[vidgen] pipeline run {run.pid} · tracking {redact(tracking_uri)}")
     try:
         run.loop()
     except KeyboardInterrupt:

@@ -166,8 +166,8 @@ def job_args(run_args: list[str], config: str | None) -> list[str]:
     return out
 
 
-def submit_job(address: str | None, cfg: PipelineConfig, run_args: list[str], config: str | None, workdir: str | None,
-           echo: Callable[[str], None] = print) -> tuple[Any, str]:
+def submit_job(address: str | None, cfg: PipelineConfig, run_args: list[str], config: str | None,
+               workdir: str | None) -> tuple[Any, str]:
     """Check storage against the cluster, submit the job; returns ``(client, job id)``."""
     client = job_client(address)
     check_cluster_storage(cfg, workdir, alive_nodes(address))

@@ -148,6 +148,8 @@ def test_the_tiny_workflow_runs_on_both_nodes(cluster: TwoNodeCluster, server, t
     assert all(r.info.status == "FINISHED" for r in steps.values())
     after = {m: _versions(server.url, m) for m in before}
     assert after == {m: n + 1 for m, n in before.items()}, (before, after)
+    listed = _vidgen(["models", "list", "--tracking-uri", server.url], _env(cluster, None), 120)  # the README's command
+    assert listed.returncode == 0 and "vidgen-vae" in listed.stdout and "vidgen-gan" in listed.stdout, listed.stderr
 
     # No secret anywhere a user or a log reader sees: params, tags, logged text files, the job's logs.
     token = cluster.token_path.read_text()

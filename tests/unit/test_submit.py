@@ -76,3 +76,14 @@ def test_submit_refuses_a_relative_work_dir_before_contacting_anything(tmp_path)
     result = CliRunner().invoke(main, ["submit", "--address", "http://127.0.0.1:9", "--", "--workdir", "rel"])
     assert result.exit_code == 2
     assert "vidgen submit needs an absolute --workdir" in result.output
+
+
+def test_uri_passwords_never_reach_params() -> None:
+    from vidgen_core.storage import redact
+    from workflows.executor import _flat_params
+
+    assert redact("http://bob:s3cret@mlflow:5000/x") == "http://bob:***@mlflow:5000/x"
+    assert redact("http://mlflow:5000") == "http://mlflow:5000"
+    params = _flat_params(load_config(None, ["tracking.uri=https://bob:s3cret@mlflow.example"]))
+    assert params["tracking.uri"] == "https://bob:***@mlflow.example"
+    assert not any("s3cret" in v for v in params.values())
