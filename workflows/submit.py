@@ -189,7 +189,7 @@ def follow(client: Any, job_id: str, out: Callable[[str], None] = lambda s: (sys
 
     try:
         asyncio.run(tail())
-    except RuntimeError:  # the log socket dropped (e.g. the head restarted its dashboard): poll the status
+    except Exception:  # noqa: BLE001 - the log socket dropped (e.g. the dashboard restarted): poll the status
         pass
     while True:
         status = str(client.get_job_status(job_id).value)
