@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -92,6 +93,7 @@ class RayNode:
             stop_session(self.proc, grace_s=10)
             self.proc = None
             self.log.close()
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 class TwoNodeCluster:
