@@ -134,6 +134,51 @@ def _crash(line: str, detail: str | None, log_path: Path, exc_info: bool = False
     _fail(f"{line} (full traceback in {log_path})", code=1)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--address", type=str, default=None, help="The cluster's job API (dashboard), e.g. http://HEAD:8265 (default: $RAY_ADDRESS, else http://127.0.0.1:8265).")
+@click.option("--no-wait", is_flag=True, help="Print the job id and return; do not follow the job.")
+@click.argument("run_args", nargs=-1, type=click.UNPROCESSED, metavar="-- [VIDGEN RUN ARGS]...")
+@_guarded
+def submit(address: str | None, no_wait: bool, run_args: tuple[str, ...]) -> None:
+    """Run the workflow as a job on a Ray cluster: `vidgen submit --address URL -- --config R --workdir /shared/DIR`.
+
+    Uploads this project as the job's working dir, passes MLFLOW_TRACKING_URI (and
+    MLflow/AWS credentials) through, prints the job id, follows its logs and exits
+    with its status (0: SUCCEEDED). Token auth: RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN.
+    """
+    from workflows.submit import follow, resolve_address, submit_job
+
+    params = run.make_context("run", list(run_args)).params  # the same options and checks as `vidgen run`
+    cfg = _config(params["config"], params["overrides"])
+    workdir = params["workdir"]
+    if workdir is None or ("://" not in workdir and not os.path.isabs(workdir)):
+        raise UserError("vidgen submit needs an absolute --workdir (the job runs in a temporary copy of the project); "
+                        "on a multi-node cluster one every node mounts, with --set storage.shared=true")
+    client, job_id = submit_job(address, cfg, list(run_args), params["config"], workdir)
+    if no_wait:
+        click.echo(job_id)
+        return
+    url = resolve_address(address)
+    click.echo(f"[vidgen] submitted job {job_id} to {url}  (stop it: ray job stop --address {url} {job_id})")
+    try:
+        status = follow(client, job_id)
+    except KeyboardInterrupt:
+        _fail(f"stopped following; job {job_id} keeps running (`vidgen jobs` shows it, `ray job stop {job_id}` ends it)", 130)
+    click.echo(f"[vidgen] job {job_id} {status}")
+    sys.exit(0 if status == "SUCCEEDED" else 1)
+
+
+@main.command()
+@click.option("--address", type=str, default=None, help="The cluster's job API (default: $RAY_ADDRESS, else http://127.0.0.1:8265).")
+@_guarded
+def jobs(address: str | None) -> None:
+    """The cluster's jobs, newest first: id, status, start time, entrypoint."""
+    from workflows.submit import job_lines
+
+    for line in job_lines(address):
+        click.echo(line)
+
+
 @main.command()
 @click.option("--out", "out", required=True, type=str, help="Folder to write class sub-folders of MP4 files into.")
 @config_option

@@ -255,6 +255,19 @@ class RegisterConfig(_Section):
 class RayConfig(_Section):
     address: str | None = None  # None: local (embedded) Ray; "auto" or ray:// for a cluster
     num_cpus: int | None = Field(None, ge=1)  # only for a local cluster
+    # Custom Ray resources a step's own task asks for, by step name: pins steps to node groups
+    # that offer them (`ray start --resources='{"cpu_pool": 8}'`), e.g. {ingest: {cpu_pool: 1}}.
+    # Training workers take theirs from train_vae/train_gan.resources_per_worker.
+    step_resources: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class StorageConfig(_Section):
+    """Where the work directory lives as seen from a cluster."""
+
+    # true: the work directory is on storage every node mounts at the same path (NFS, EFS, a
+    # ReadWriteMany volume). `vidgen submit` refuses a plain local work directory on a
+    # multi-node cluster unless this is set: shards, checkpoints and step outputs live there.
+    shared: bool = False
 
 
 class TrackingConfig(_Section):
@@ -280,6 +293,7 @@ class PipelineConfig(_Section):
     probe: ProbeConfig = ProbeConfig()
     registry: RegisterConfig = RegisterConfig()
     ray: RayConfig = RayConfig()
+    storage: StorageConfig = StorageConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="before")

@@ -7,6 +7,7 @@ these helpers without pulling in Ray or PyAV.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 import pyarrow.fs as pafs
@@ -33,6 +34,15 @@ def normalize(uri: str) -> str:
     if "://" in uri:
         return uri.rstrip("/")
     return os.path.abspath(os.path.expanduser(uri))
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URI in it masked: ``http://user:pw@host`` -> ``http://user:***@host``.
+
+    For what is logged or printed (params, console lines): credentials belong in
+    variables such as ``MLFLOW_TRACKING_PASSWORD``, but a URI may still carry them.
+    """
+    return re.sub(r"(://[^/:@\s]+:)[^/@\s]+@", r"\1***@", text)
 
 
 def join(uri: str, *parts: str) -> str:

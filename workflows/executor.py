@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from vidgen_core.config import PipelineConfig, config_dict, fingerprint
 from vidgen_core.errors import UserError
+from vidgen_core.storage import redact
 
 from workflows import run_store as rs
 from workflows.dag import PIPELINE, Step, check_pipeline, code_version, downstream_of, step_fingerprint
@@ -95,8 +96,14 @@ class PipelineResult:
         return self.steps[step].outputs
 
 
+NODE_TAG = "vidgen.node_id"  # the Ray node a step's task ran on
+
+
 def _execute_step(fn: Callable[..., dict[str, Any]], cfg_json: dict[str, Any], inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Body of a step's Ray task: rebuild the typed config, run the step function."""
+    """Body of a step's Ray task: record where it runs, rebuild the typed config, run the step function."""
+    import ray
+
+    ctx.client().set_tag(ctx.run_id, NODE_TAG, ray.get_runtime_context().get_node_id())
     cfg = PipelineConfig.model_validate(cfg_json)
     outputs = fn(cfg, inputs, ctx)
     json.dumps(outputs)  # a step's outputs must be JSON-able; fail here, not in the next step
@@ -107,7 +114,7 @@ def _flat_params(cfg: PipelineConfig) -> dict[str, str]:
     flat: dict[str, str] = {}
     for section, values in config_dict(cfg).items():
         for key, value in values.items():
-            flat[f"{section}.{key}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+            flat[f"{section}.{key}"] = redact(json.dumps(value) if isinstance(value, (list, dict)) else str(value))
     return flat
 
 
@@ -142,6 +149,7 @@ def run_pipeline(
     check_pipeline(pipeline)
     _check_names("--force", list(force or []), pipeline)
     _check_names("--from", list(from_steps or []), pipeline)
+    _check_names("ray.step_resources", list(cfg.ray.step_resources), pipeline)
     t0 = time.time()
     tracking_uri = resolve_tracking_uri(cfg.tracking.uri, str(workdir))
     client, experiment_id = open_store(tracking_uri, cfg.tracking.experiment, workdir)
@@ -171,7 +179,7 @@ def run_pipeline(
         forced=forced, relaxed=relaxed, monitor=monitor,
     )
     _log_config(client, run.pid, cfg)
-    echo(f"[vidgen] pipeline run {run.pid} · tracking {tracking_uri}")
+    echo(f"[vidgen] pipeline run {run.pid} · tracking {redact(tracking_uri)}")
     try:
         run.loop()
     except KeyboardInterrupt:
@@ -272,9 +280,10 @@ class _PipelineRun:
             # Fresh process per step: no leaked state.
             self.remote = ray.remote(max_calls=1, runtime_env={"env_vars": step_env()})(_execute_step)
         inputs = {d: self.records[d].outputs for d in step.deps}
-        ref = self.remote.options(num_cpus=step.num_cpus, num_gpus=step.num_gpus, name=f"vidgen:{step.name}").remote(
-            step.fn, self.cfg_json, inputs, ctx
-        )
+        ref = self.remote.options(
+            num_cpus=step.num_cpus, num_gpus=step.num_gpus, resources=self.cfg.ray.step_resources.get(step.name) or None,
+            name=f"vidgen:{step.name}",
+        ).remote(step.fn, self.cfg_json, inputs, ctx)
         self.pending[ref] = (step.name, child.info.run_id, fp, time.time())
         self.client.set_tag(self.pid, rs.pipeline_step_tag(step.name), f"ran {child.info.run_id}")
         note = f" (continues interrupted run {interrupted})" if interrupted else ""

@@ -1,0 +1,163 @@
+"""The documented cluster path, executed: a real two-node Ray cluster with token auth,
+a real `mlflow server`, and `vidgen submit` as the README shows it.
+
+The cluster: ``ray start --head`` (1 CPU, custom resource ``head_pool``) and a
+second ``ray start --address=…`` (1 CPU, ``worker_pool``), each with its own temp
+dir and ports (tests/raynodes.py); both are stopped by stopping their own
+sessions. Skip locally with ``pytest -m "not cluster"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from raynodes import TwoNodeCluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+# The tiny recipe, leaner: the point here is where work runs, not model quality.
+LEAN = ["--config", "workflows/configs/tiny.yaml",
+        "--set", "synth.videos_per_class=3", "--set", "train_vae.steps=40", "--set", "train_vae.checkpoint_every=20",
+        "--set", "train_vae.sample_every=0", "--set", "train_gan.steps=6", "--set", "train_gan.checkpoint_every=3",
+        "--set", "judge.steps=10", "--set", "probe.steps=10", "--set", "eval.max_test_clips=8", "--set", "eval.seeds=1",
+        "--set", "train_gan.batch_size=4"]
+# Secrets the submitter holds: none may surface in params, tags, logged text or job logs.
+MLFLOW_PASSWORD = "mlflow-pw-" + secrets.token_hex(8)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The cluster and the MLflow server, started side by side (each takes tens of seconds on 2 busy cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from procs import MlflowServer
+
+    cluster = TwoNodeCluster(tmp_path_factory.mktemp("ray-cluster"), token=secrets.token_hex(16))
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            started = pool.submit(server.start, 300.0)
+            cluster.start()
+            started.result()
+        yield cluster, server
+    finally:
+        cluster.stop()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(stack) -> TwoNodeCluster:
+    return stack[0]
+
+
+@pytest.fixture(scope="module")
+def server(stack):
+    return stack[1]
+
+
+def _env(cluster: TwoNodeCluster, tracking_uri: str | None, token: bool = True) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "RAY_AUTH"))}
+    env["RAY_ADDRESS"] = cluster.address
+    if token:
+        env["RAY_AUTH_TOKEN_PATH"] = str(cluster.token_path)  # as the README says: the only thing a submitter sets
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+        env["MLFLOW_TRACKING_USERNAME"] = "vidgen"
+        env["MLFLOW_TRACKING_PASSWORD"] = MLFLOW_PASSWORD  # the test server ignores it; it must not leak
+    return env
+
+
+def _vidgen(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vidgen_core.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], *parts: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vidgen: error: "), proc.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+def test_the_job_api_refuses_a_request_without_the_token(cluster: TwoNodeCluster, server, tmp_path: Path) -> None:
+    status, body = cluster.get("/api/jobs/", headers={})
+    assert status == 401, body
+    status, _ = cluster.get("/api/jobs/", headers={"Authorization": "Bearer not-the-token"})
+    assert status == 403
+    proc = _vidgen(["submit", "--", *LEAN, "--workdir", str(tmp_path / "wd"), "--set", "storage.shared=true"],
+                   _env(cluster, server.url, token=False), timeout=120)
+    _one_line_error(proc, "refused the request", "RAY_AUTH_TOKEN_PATH")
+
+
+def test_storage_one_node_cannot_see_is_refused_at_submit_time(cluster: TwoNodeCluster, server, tmp_path: Path) -> None:
+    wd = str(tmp_path / "wd")
+    no_server = _vidgen(["submit", "--", *LEAN, "--workdir", wd, "--set", "storage.shared=true"], _env(cluster, None), 120)
+    _one_line_error(no_server, "2 nodes", "SQLite", "MLFLOW_TRACKING_URI")
+    local = _vidgen(["submit", "--", *LEAN, "--workdir", wd], _env(cluster, server.url), 120)
+    _one_line_error(local, "2 nodes", "node-local", "storage.shared=true")
+    assert not Path(wd).exists()
+    assert _vidgen(["jobs"], _env(cluster, None), 60).stdout.strip() == "no jobs on this cluster"
+
+
+def _versions(tracking_uri: str, name: str) -> int:
+    from mlflow import MlflowClient
+
+    return len(MlflowClient(tracking_uri).search_model_versions(f"name = '{name}'"))
+
+
+def test_the_tiny_workflow_runs_on_both_nodes(cluster: TwoNodeCluster, server, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    before = {m: _versions(server.url, m) for m in ("vidgen-vae", "vidgen-gan")}
+    wd = tmp_path / "shared-wd"  # one machine: every node sees it, as an NFS mount would be seen
+    # Pin one step to each node group (ray.step_resources): work provably spreads over both nodes.
+    pins = "ray.step_resources={synth: {head_pool: 1}, train_judge: {worker_pool: 1}}"
+    t0 = time.monotonic()
+    proc = _vidgen(["submit", "--", *LEAN, "--workdir", str(wd), "--set", "storage.shared=true", "--set", pins],
+                   _env(cluster, server.url))
+    elapsed = time.monotonic() - t0
+    print(f"vidgen submit: {elapsed:.0f}s, exit {proc.returncode}")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("[vidgen] submitted job raysubmit_"), first
+    job_id = first.split()[3]
+    assert f"[vidgen] job {job_id} SUCCEEDED" in proc.stdout
+    assert "registered vidgen-vae version" in proc.stdout  # the job's own summary, followed live
+
+    jobs = _vidgen(["jobs"], _env(cluster, None), 60)
+    assert jobs.returncode == 0 and any(job_id in line and "SUCCEEDED" in line for line in jobs.stdout.splitlines()), jobs.stdout
+
+    client = MlflowClient(server.url)
+    exp = client.get_experiment_by_name("vidgen-tiny")
+    runs = client.search_runs([exp.experiment_id], max_results=200)
+    steps = {r.data.tags["vidgen.step"]: r for r in runs if r.data.tags.get("vidgen.kind") == "step"}
+    nodes = cluster.node_ids()
+    assert steps["synth"].data.tags["vidgen.node_id"] == nodes["head"]
+    assert steps["train_judge"].data.tags["vidgen.node_id"] == nodes["worker"]
+    assert {r.data.tags.get("vidgen.node_id") for r in steps.values()} <= set(nodes.values())
+    assert all(r.info.status == "FINISHED" for r in steps.values())
+    after = {m: _versions(server.url, m) for m in before}
+    assert after == {m: n + 1 for m, n in before.items()}, (before, after)
+    listed = _vidgen(["models", "list", "--tracking-uri", server.url], _env(cluster, None), 120)  # the README's command
+    assert listed.returncode == 0 and "vidgen-vae" in listed.stdout and "vidgen-gan" in listed.stdout, listed.stderr
+
+    # No secret anywhere a user or a log reader sees: params, tags, logged text files, the job's logs.
+    token = cluster.token_path.read_text()
+    seen = [proc.stdout, proc.stderr, jobs.stdout]
+    for r in runs:
+        seen += [json.dumps(r.data.params), json.dumps(r.data.tags)]
+    pipeline = next(r for r in runs if r.data.tags.get("vidgen.kind") == "pipeline")
+    seen += [Path(p).read_text(errors="replace") for p in (wd / "logs").glob("*.log")]
+    seen.append(json.dumps(client.get_run(pipeline.info.run_id).data.to_dictionary()))
+    for secret in (token, MLFLOW_PASSWORD):
+        assert not any(secret in text for text in seen), "a secret leaked into params, tags, logs or job output"
