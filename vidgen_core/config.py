@@ -217,9 +217,9 @@ class CodecConfig(_Section):
     """The codec_eval step: fit the codec's probability model, then RD curves against libx264 (vidgen_core.codec)."""
 
     # Quantisation step of each quality (latent stds), coarse -> fine: index 0 is the smallest file.
-    steps: list[float] = Field(default_factory=lambda: [2.0, 1.414, 1.0, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125],
+    steps: list[float] = Field(default_factory=lambda: [4.0, 2.828, 2.0, 1.414, 1.0, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125],
                                min_length=4, max_length=64)
-    default_quality: int = Field(5, ge=0)  # what `vidgen compress` uses without --quality
+    default_quality: int = Field(7, ge=0)  # what `vidgen compress` uses without --quality
     max_train_clips: int = Field(512, ge=1)  # train clips the probability model is fitted on
     max_test_videos: int = Field(16, ge=1)  # test videos (rebuilt from their clips) in the RD curves
     max_frames_per_video: int = Field(96, ge=1)

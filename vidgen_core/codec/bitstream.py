@@ -66,6 +66,11 @@ class Header:
     step: float
 
     def __post_init__(self) -> None:
+        # The file stores the step as float32: hold exactly what a reader will get back.
+        try:
+            object.__setattr__(self, "step", struct.unpack("<f", struct.pack("<f", self.step))[0])
+        except (OverflowError, struct.error, TypeError):
+            raise BitstreamError(f"header: bad quantisation step {self.step!r}") from None
         check_header(self)
 
     @property

@@ -33,8 +33,8 @@ from vidgen_core.errors import UserError
 PRIOR_FILE = "codec.json"
 PRIOR_FORMAT = "vidgen-codec-prior"
 PRIOR_VERSION = 1
-# Step of each quality, coarse -> fine (in units of each channel's std): 2^(1 - k/2).
-DEFAULT_STEPS = (2.0, 1.414, 1.0, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125)
+# Step of each quality, coarse -> fine (in units of each channel's std): 2^(2 - k/2).
+DEFAULT_STEPS = (4.0, 2.828, 2.0, 1.414, 1.0, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125)
 _SCALE_GRID = np.exp(np.linspace(np.log(0.02), np.log(400.0), 96))
 _MIN_COUNT = 64  # fewer symbols in a bucket than this: use the channel's pooled scale
 _HIST = 512  # |residual| histogram bins; larger values count in the last bin
@@ -165,7 +165,7 @@ def _best_scale(hist: np.ndarray) -> float:
 
 
 def fit_prior(
-    latents: np.ndarray, steps: tuple[float, ...] = DEFAULT_STEPS, default_quality: int = 5,
+    latents: np.ndarray, steps: tuple[float, ...] = DEFAULT_STEPS, default_quality: int = 7,
     clip_sigma: float = 16.0, fitted_on: dict[str, Any] | None = None,
 ) -> Prior:
     """Fit the probability model on latents ``(N, C, T', H', W')`` (one clip per row, frames in order).
