@@ -58,3 +58,12 @@ def test_bd_rate_of_known_curves() -> None:
     assert math.isnan(apart["bd_rate"]) and "no overlap" in apart["note"]
     gaps = at_equal_rate(anchor, _curve("vidgen", [0.2, 2.0], [31, 40]))
     assert gaps[0]["delta_db"] == pytest.approx(-2) and math.isnan(gaps[1]["delta_db"])
+
+
+def test_fast_ssim_equals_the_project_ssim() -> None:
+    from vidgen_core.codec.quality import psnr_video, ssim_video
+    from vidgen_core.eval.metrics import psnr_per_clip, ssim_per_clip
+
+    noisy = encode_x264(FRAMES, 12, 40, "medium", "yuv420p").frames
+    assert ssim_video(noisy, FRAMES) == pytest.approx(float(ssim_per_clip(noisy[None], FRAMES[None])[0]), abs=1e-9)
+    assert psnr_video(noisy, FRAMES) == float(psnr_per_clip(noisy[None], FRAMES[None])[0])

@@ -57,9 +57,12 @@ def _windows(frames: Iterable[np.ndarray], window: int) -> Iterator[np.ndarray]:
 
 def compress_frames(
     model: CodecModel, frames: Iterable[np.ndarray], out: BinaryIO, *, fps: float | Fraction, quality: int,
-    on_frames: Callable[[int], None] | None = None,
+    on_frames: Callable[[int], None] | None = None, encode: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Compressed:
     """Code uint8 RGB frames ``(H, W, 3)`` into ``out`` (seekable: the header is completed at the end).
+
+    ``encode`` (window frames -> latents) replaces ``model.encode_window``, e.g. to
+    replay latents already computed when the same video is coded at several rates.
 
     Raises:
         UserError: no frames, frames of changing size, a bad quality.
@@ -81,7 +84,8 @@ def compress_frames(
             header = Header(model.name, model.version, model.digest, 1, rate, h, w, pad_h, pad_w, model.window,
                             quality, float(model.prior.steps[quality]))
             size += out.write(pack_header(header))  # frame count patched below
-        coder.encode_window(encoder, model.symbols(win, quality))
+        z = model.encode_window(win) if encode is None else encode(win)
+        coder.encode_window(encoder, model.prior.quantise(z, quality))
         total += len(win)
         in_record += 1
         if in_record == RECORD_WINDOWS:
