@@ -300,7 +300,8 @@ def compress(src: str, model_uri: str, out: str, quality: int | None, tracking_u
     from vidgen_core.codec.files import _check_input, _check_output, compress_file
     from vidgen_core.codec.model import load_registered
 
-    _check_input(src), _check_output(out, ".vgc", src)  # before the (slow) model load
+    _check_input(src)  # both before the (slow) model load
+    _check_output(out, ".vgc", src)
     model = load_registered(model_uri, "compress", tracking_uri)
     r = compress_file(src, out, model, quality, progress=True)
     h = r.header
