@@ -147,6 +147,26 @@ def vidgen_points(model: CodecModel, videos: list[TestVideo], qualities: list[in
     return points
 
 
+def unquantised_quality(model: CodecModel, videos: list[TestVideo]) -> tuple[float, float]:
+    """PSNR and SSIM of the VAE alone (posterior mean decoded, no quantisation): vidgen's ceiling at any rate."""
+    import torch
+
+    from vidgen_core.eval.inference import module_device
+    from vidgen_core.models.vae import video_to_frames
+
+    decoded = []
+    for v in videos:
+        parts = []
+        h, w = v.frames.shape[1:3]
+        for i in range(0, len(v.frames), model.window):
+            win = v.frames[i : i + model.window]
+            z = torch.from_numpy(model.encode_window(win))[None].to(module_device(model.vae))
+            with torch.no_grad():
+                parts.append(video_to_frames(model.vae.decode(z))[0, : len(win), :h, :w])
+        decoded.append(np.concatenate(parts))
+    return _quality(videos, decoded)
+
+
 def x264_points(videos: list[TestVideo], crfs: list[int], preset: str, pix_fmt: str) -> list[RDPoint]:
     """libx264 at each CRF (``-tune psnr``) on the same videos."""
     from vidgen_core.codec.x264 import encode_x264
@@ -208,8 +228,9 @@ def at_equal_rate(anchor: list[RDPoint], test: list[RDPoint]) -> list[dict[str, 
     for p in sorted(test, key=lambda p: p.bpp):
         inside = ra[0] <= p.bpp <= ra[-1]
         ref = float(np.interp(np.log(p.bpp), np.log(ra), da)) if inside else math.nan
+        where = "inside" if inside else ("below" if p.bpp < ra[0] else "above")
         rows.append({"setting": p.setting, "bpp": p.bpp, "vidgen_psnr": p.psnr, "anchor_psnr": ref,
-                     "delta_db": p.psnr - ref})
+                     "delta_db": p.psnr - ref, "anchor_range": where})
     return rows
 
 
