@@ -219,7 +219,9 @@ class CodecConfig(_Section):
     # Quantisation step of each quality (latent stds), coarse -> fine: index 0 is the smallest file.
     steps: list[float] = Field(default_factory=lambda: [4.0, 2.828, 2.0, 1.414, 1.0, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125],
                                min_length=4, max_length=64)
-    default_quality: int = Field(7, ge=0)  # what `vidgen compress` uses without --quality
+    # What `vidgen compress` uses without --quality; None: the knee of the RD curve on the test videos
+    # (the coarsest quality within 0.2 dB PSNR of the best: finer ones only cost bits).
+    default_quality: int | None = Field(None, ge=0)
     max_train_clips: int = Field(512, ge=1)  # train clips the probability model is fitted on
     max_test_videos: int = Field(16, ge=1)  # test videos (rebuilt from their clips) in the RD curves
     max_frames_per_video: int = Field(96, ge=1)
@@ -231,7 +233,7 @@ class CodecConfig(_Section):
     def _rates(self) -> "CodecConfig":
         if any(s <= 0 for s in self.steps) or any(a <= b for a, b in zip(self.steps, self.steps[1:])):
             raise ValueError("steps must be positive and decreasing (coarse -> fine)")
-        if self.default_quality >= len(self.steps):
+        if self.default_quality is not None and self.default_quality >= len(self.steps):
             raise ValueError(f"default_quality must index steps (0..{len(self.steps) - 1})")
         if any(not 0 <= c <= 51 for c in self.crfs):
             raise ValueError("crfs must lie in 0..51")

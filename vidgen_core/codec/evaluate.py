@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from vidgen_core.config import CodecConfig
+
+KNEE_DB = 0.2  # default quality: the coarsest within this much PSNR of the best
 
 
 @dataclass
@@ -44,7 +47,7 @@ def fit_and_evaluate(model_dir: str, shard_dir: str, cfg: CodecConfig, out_dir: 
 
     vae, config = load_model(model_dir)
     latents = train_latents(vae, shard_dir, cfg.max_train_clips)
-    prior = fit_prior(latents, tuple(cfg.steps), cfg.default_quality,
+    prior = fit_prior(latents, tuple(cfg.steps), cfg.default_quality or 0,
                       fitted_on={"split": "train", "clips": int(len(latents)), "latent_shape": list(latents.shape[1:])})
     codec_dir = os.path.join(out_dir, "codec")
     save_prior(prior, codec_dir)
@@ -55,6 +58,11 @@ def fit_and_evaluate(model_dir: str, shard_dir: str, cfg: CodecConfig, out_dir: 
     if not videos:
         raise UserError(f"no test clips in '{shard_dir}': the codec's RD curves need a test split")
     ours = vidgen_points(model, videos, list(range(prior.num_qualities)))
+    if cfg.default_quality is None:  # the knee: finer qualities than this only cost bits
+        best = max(p.psnr for p in ours)
+        knee = min(i for i, p in enumerate(ours) if p.psnr >= best - KNEE_DB)
+        prior = dataclasses.replace(prior, default_quality=knee)
+        save_prior(prior, codec_dir)
     ceiling_psnr, ceiling_ssim = unquantised_quality(model, videos)
     curves = {"vidgen": ours}
     for preset in cfg.presets:
@@ -86,7 +94,7 @@ def fit_and_evaluate(model_dir: str, shard_dir: str, cfg: CodecConfig, out_dir: 
         "codec_encode_fps": sum(p.encode_fps for p in ours) / len(ours),
         "codec_decode_fps": sum(p.decode_fps for p in ours) / len(ours),
         "codec_test_videos": len(videos), "codec_test_frames": sum(len(v.frames) for v in videos),
-        "codec_num_qualities": prior.num_qualities,
+        "codec_num_qualities": prior.num_qualities, "codec_default_quality": prior.default_quality,
         # The VAE alone (no quantisation): no rate can do better. A gap between this and x264 is the VAE's.
         "codec_unquantised_psnr": ceiling_psnr, "codec_unquantised_ssim": ceiling_ssim,
     })
