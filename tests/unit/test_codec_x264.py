@@ -67,3 +67,20 @@ def test_fast_ssim_equals_the_project_ssim() -> None:
     noisy = encode_x264(FRAMES, 12, 40, "medium", "yuv420p").frames
     assert ssim_video(noisy, FRAMES) == pytest.approx(float(ssim_per_clip(noisy[None], FRAMES[None])[0]), abs=1e-9)
     assert psnr_video(noisy, FRAMES) == float(psnr_per_clip(noisy[None], FRAMES[None])[0])
+
+
+def test_vidgen_points_replay_latents_without_changing_a_byte() -> None:
+    import io
+
+    from codec_fixtures import tiny_codec
+
+    from vidgen_core.codec.rd import TestVideo, vidgen_points
+    from vidgen_core.codec.stream import compress_frames
+
+    model = tiny_codec(seed=0)
+    videos = [TestVideo(f"v{i}", moving_square_frames(12, 32, 32, seed=i), 12.0) for i in range(2)]
+    points = vidgen_points(model, videos, [0, 4, 8])  # quality 0 encodes, 4 and 8 replay the latents
+    for p, q in zip(points, (0, 4, 8)):
+        direct = sum(compress_frames(model, iter(v.frames), io.BytesIO(), fps=12, quality=q).num_bytes for v in videos)
+        assert p.num_bytes == direct and p.bpp == pytest.approx(8 * direct / (2 * 12 * 32 * 32))
+    assert points[0].bpp < points[1].bpp < points[2].bpp

@@ -127,12 +127,7 @@ def vidgen_points(model: CodecModel, videos: list[TestVideo], qualities: list[in
         total, enc_s, dec_s, decoded = 0, 0.0, 0.0, []
         for v in videos:
             buf = io.BytesIO()
-            if v.video_id in cache:
-                replay = iter(cache[v.video_id])
-                encode = lambda frames, replay=replay: next(replay)  # noqa: E731
-            else:
-                latents = cache.setdefault(v.video_id, [])
-                encode = lambda frames, latents=latents: latents.append(model.encode_window(frames)) or latents[-1]  # noqa: E731
+            encode = _Replay(cache[v.video_id]) if v.video_id in cache else _Record(model, cache.setdefault(v.video_id, []))
             t0 = time.perf_counter()
             total += compress_frames(model, iter(v.frames), buf, fps=v.fps, quality=q, encode=encode).num_bytes
             t1 = time.perf_counter()
@@ -165,6 +160,27 @@ def unquantised_quality(model: CodecModel, videos: list[TestVideo]) -> tuple[flo
                 parts.append(video_to_frames(model.vae.decode(z))[0, : len(win), :h, :w])
         decoded.append(np.concatenate(parts))
     return _quality(videos, decoded)
+
+
+class _Record:
+    """``encode`` for compress_frames: the model's encoder, keeping each window's latents."""
+
+    def __init__(self, model: CodecModel, store: list[np.ndarray]) -> None:
+        self.model, self.store = model, store
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        self.store.append(self.model.encode_window(frames))
+        return self.store[-1]
+
+
+class _Replay:
+    """``encode`` for compress_frames: the latents a :class:`_Record` kept, in order."""
+
+    def __init__(self, store: list[np.ndarray]) -> None:
+        self.it = iter(store)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return next(self.it)
 
 
 def x264_points(videos: list[TestVideo], crfs: list[int], preset: str, pix_fmt: str) -> list[RDPoint]:
