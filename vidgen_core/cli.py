@@ -328,6 +328,62 @@ def plan_memory_cmd(config: str | None, overrides: tuple[str, ...], gpu_memory_g
         click.echo(json.dumps(est.as_dict()) if as_json else est.line())
 
 
+_tracking_option = click.option("--tracking-uri", type=str, default=None,
+                                help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./vidgen-work's store).")
+
+
+@main.command()
+@click.argument("src", type=str)
+@click.option("--model", "-m", "model_uri", required=True, metavar="URI", help="models:/NAME@ALIAS or models:/NAME/VERSION of a VAE.")
+@click.option("--out", "-o", "out", required=True, type=str, help="The .vgc file to write.")
+@click.option("--quality", "-q", type=int, default=None, help="Rate setting: 0 = smallest file; default: the model's.")
+@_tracking_option
+@_guarded
+def compress(src: str, model_uri: str, out: str, quality: int | None, tracking_uri: str | None) -> None:
+    """Compress the video SRC (any size) into a .vgc file with a registered VAE."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from vidgen_core.codec.files import _check_input, _check_output, compress_file
+    from vidgen_core.codec.model import load_registered
+
+    _check_input(src)  # both before the (slow) model load
+    _check_output(out, ".vgc", src)
+    model = load_registered(model_uri, "compress", tracking_uri)
+    r = compress_file(src, out, model, quality, progress=True)
+    h = r.header
+    click.echo(f"wrote {r.out}: {h.frames} frames {h.width}x{h.height}, quality {h.quality}, "
+               f"{r.num_bytes} bytes = {r.bpp:.4f} bpp, {r.frames_per_s:.1f} frames/s, model {h.model_uri}")
+
+
+@main.command()
+@click.argument("src", type=str)
+@click.option("--out", "-o", "out", required=True, type=str, help="The MP4 to write.")
+@click.option("--model", "-m", "model_uri", default=None, metavar="URI", help="Model to decode with (default: the one named in the file; another model is refused).")
+@click.option("--crf", type=int, default=12, show_default=True, help="H.264 quality of the MP4 (0 = best).")
+@click.option("--frames-dir", type=str, default=None, help="Also write the decoded frames as lossless PNGs here.")
+@_tracking_option
+@_guarded
+def decompress(src: str, out: str, model_uri: str | None, crf: int, frames_dir: str | None, tracking_uri: str | None) -> None:
+    """Decode a .vgc file into an MP4 with the model that made it."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from vidgen_core.codec.files import _check_output, decompress_file
+    from vidgen_core.codec.model import load_registered
+    from vidgen_core.codec.stream import check_model
+
+    _check_output(out, ".mp4", src)
+
+    def resolve(header):  # the model the file names, or the one given (checked against the file)
+        if model_uri is None and header.model_version == 0:
+            raise UserError(f"'{src}' was made by an unregistered model ({header.model_name}); pass it with -m")
+        model = load_registered(model_uri or header.model_uri, "decompress", tracking_uri)
+        check_model(model, header)
+        return model
+
+    r = decompress_file(src, out, resolve, crf=crf, frames_dir=frames_dir, progress=True)
+    extra = f" + PNG frames in {frames_dir}" if frames_dir else ""
+    click.echo(f"wrote {r.out}: {r.header.frames} frames {r.header.width}x{r.header.height} at {float(r.header.fps):g} fps "
+               f"from {r.num_bytes} bytes ({r.bpp:.4f} bpp), {r.frames_per_s:.1f} frames/s{extra}")
+
+
 from vidgen_core.uses.commands import USE_COMMANDS  # noqa: E402  (generate, embed, classify, similar, compare)
 
 for _command in USE_COMMANDS:

@@ -210,6 +210,39 @@ class ProbeConfig(_Section):
     seed: int = 0
 
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+
+class CodecConfig(_Section):
+    """The codec_eval step: fit the codec's probability model, then RD curves against libx264 (vidgen_core.codec)."""
+
+    # Quantisation step of each quality (latent stds), coarse -> fine: index 0 is the smallest file.
+    steps: list[float] = Field(default_factory=lambda: [4.0, 2.828, 2.0, 1.414, 1.0, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125],
+                               min_length=4, max_length=64)
+    # What `vidgen compress` uses without --quality; None: the knee of the RD curve on the test videos
+    # (the coarsest quality within 0.2 dB PSNR of the best: finer ones only cost bits).
+    default_quality: int | None = Field(None, ge=0)
+    max_train_clips: int = Field(512, ge=1)  # train clips the probability model is fitted on
+    max_test_videos: int = Field(16, ge=1)  # test videos (rebuilt from their clips) in the RD curves
+    max_frames_per_video: int = Field(96, ge=1)
+    crfs: list[int] = Field(default_factory=lambda: [18, 22, 26, 30, 34, 38, 42, 46, 51], min_length=2)
+    presets: list[str] = Field(default_factory=lambda: ["veryslow", "medium"], min_length=1)  # first = the anchor
+    pix_fmts: list[Literal["yuv420p", "yuv444p"]] = Field(default_factory=lambda: ["yuv420p", "yuv444p"], min_length=1)
+
+    @model_validator(mode="after")
+    def _rates(self) -> "CodecConfig":
+        if any(s <= 0 for s in self.steps) or any(a <= b for a, b in zip(self.steps, self.steps[1:])):
+            raise ValueError("steps must be positive and decreasing (coarse -> fine)")
+        if self.default_quality is not None and self.default_quality >= len(self.steps):
+            raise ValueError(f"default_quality must index steps (0..{len(self.steps) - 1})")
+        if any(not 0 <= c <= 51 for c in self.crfs):
+            raise ValueError("crfs must lie in 0..51")
+        bad = [p for p in self.presets if p not in X264_PRESETS]
+        if bad:
+            raise ValueError(f"unknown x264 preset '{bad[0]}'; one of {', '.join(X264_PRESETS)}")
+        return self
+
+
 class JudgeConfig(_Section):
     """The in-domain judge: a small video classifier trained on the labelled train split (eval/judge.py)."""
 
@@ -291,6 +324,7 @@ class PipelineConfig(_Section):
     eval: EvalConfig = EvalConfig()
     judge: JudgeConfig = JudgeConfig()
     probe: ProbeConfig = ProbeConfig()
+    codec: CodecConfig = CodecConfig()
     registry: RegisterConfig = RegisterConfig()
     ray: RayConfig = RayConfig()
     storage: StorageConfig = StorageConfig()

@@ -49,9 +49,13 @@ PIPELINE: tuple[Step, ...] = (
     Step("train_gan", steps.train_gan, ("ingest", "train_vae"), ("gan", "train_gan"), 0),
     Step("train_judge", steps.train_judge, ("ingest",), ("judge",), 1),
     Step("train_probe", steps.train_probe, ("ingest", "train_vae"), ("probe",), 1),
+    # The codec's probability model is fitted here and registered with the VAE; evaluate does not
+    # read it, so a codec setting re-runs only codec_eval and register.
+    Step("codec_eval", steps.codec_eval, ("ingest", "train_vae"), ("codec",), 1),
     # evaluate scores the VAE *and* the GAN's samples, so a GAN change re-runs it.
     Step("evaluate", steps.evaluate, ("ingest", "train_vae", "train_gan", "train_judge"), ("eval",), 1),
-    Step("register", steps.register, ("ingest", "train_vae", "train_gan", "evaluate", "train_probe"), ("registry",), 0),
+    Step("register", steps.register, ("ingest", "train_vae", "train_gan", "evaluate", "train_probe", "codec_eval"),
+         ("registry",), 0),
 )
 
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in PIPELINE)

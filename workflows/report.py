@@ -29,6 +29,9 @@ def print_summary(result: PipelineResult, workdir: Path, echo: Callable[[str], N
             f"retrieval recall@5 {pr['retrieval_latent_recall_at_5']:.3f} vs {pr['retrieval_pixel_recall_at_5']:.3f}, "
             f"mAP {pr['retrieval_latent_map']:.3f} vs {pr['retrieval_pixel_map']:.3f}; embedding {pr['embed_clips_per_s']:.0f} clips/s"
         )
+    codec = result.outputs("codec_eval") if "codec_eval" in result.steps else {}
+    if codec.get("summary"):
+        echo(f"codec: {codec['summary']}")
     reg = result.outputs("register")
     for kind in ("vae", "gan", "probe"):
         if kind not in reg:

@@ -175,6 +175,21 @@ def train_probe(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
     return {**result.metrics, "model_dir": result.model_dir, "mlflow_run_id": ctx.run_id}
 
 
+def codec_eval(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Fit the codec's probability model on train latents; RD curves and BD-rate against libx264 on the test split."""
+    from vidgen_core.codec.evaluate import fit_and_evaluate
+
+    result = fit_and_evaluate(inputs["train_vae"]["model_dir"], inputs["ingest"]["shard_dir"], cfg.codec, ctx.out_dir)
+    client = ctx.client()
+    ctx.log_metrics(result.metrics)
+    client.log_artifact(ctx.run_id, result.plot, artifact_path="plots")
+    client.log_artifact(ctx.run_id, result.csv, artifact_path="codec")
+    client.log_artifact(ctx.run_id, result.json, artifact_path="codec")
+    client.log_artifact(ctx.run_id, os.path.join(result.codec_dir, "codec.json"), artifact_path="codec")
+    client.set_tag(ctx.run_id, "vidgen.codec_summary", result.summary[:5000])
+    return {"codec_dir": result.codec_dir, "summary": result.summary, **result.metrics}
+
+
 def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """VAE reconstruction figures and judge-based GAN figures, each beside its baselines; previews for people."""
     from vidgen_core.eval.evaluate import evaluate_vae
@@ -230,10 +245,14 @@ def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
     pair = {"vae_run": vae_run, "gan_run": gan_run, "vae_fp": tags["train_vae_fingerprint"],
             "gan_fp": tags["train_gan_fingerprint"]}
     prefix = cfg.registry.model_prefix
+    codec = inputs.get("codec_eval") or {}
+    vae_dir = _vae_with_codec(inputs["train_vae"]["model_dir"], codec.get("codec_dir"), ctx.out_dir)
+    codec_tags = {k: repr(float(codec[k])) for k in ("codec_bd_rate", "codec_bd_psnr") if isinstance(codec.get(k), (int, float))}
     vae = register_model(
-        "vae", inputs["train_vae"]["model_dir"], f"{prefix}-vae", {**tags, "train_run_id": vae_run},
+        "vae", vae_dir, f"{prefix}-vae", {**tags, **codec_tags, "train_run_id": vae_run},
         run_id=ctx.run_id, set_candidate=False, tracking_uri=ctx.tracking_uri,
-        dedupe_key=fingerprint({"kind": "vae", **pair}),
+        # The probability model is part of what a .vgc file needs: a new one is a new version.
+        dedupe_key=fingerprint({"kind": "vae", **pair, "codec_fp": ctx.upstream_fingerprints.get("codec_eval", "")}),
     )
     gan = register_model(
         "gan", inputs["train_gan"]["model_dir"], f"{prefix}-gan",
@@ -263,6 +282,25 @@ def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
         "decision": decision.reason, "champion_before": decision.champion_version,
         "is_champion": decision.promote or decision.champion_version == str(vae["version"]),
     }
+
+
+def _vae_with_codec(model_dir: str, codec_dir: str | None, out_dir: str) -> str:
+    """The VAE's model directory with the codec's ``codec.json`` beside its weights (a copy in ``out_dir``).
+
+    The registered VAE then carries its probability model: `vidgen compress` needs both,
+    and a file decodes only with the pair that wrote it.
+    """
+    import shutil
+
+    if not codec_dir:
+        return model_dir
+    from vidgen_core.codec.prior import PRIOR_FILE
+
+    dst = os.path.join(out_dir, "vae_with_codec")
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(model_dir, dst)
+    shutil.copy2(os.path.join(codec_dir, PRIOR_FILE), os.path.join(dst, PRIOR_FILE))
+    return dst
 
 
 def _code_version() -> str:

@@ -21,8 +21,10 @@ def test_a_train_gan_change_invalidates_train_gan_evaluate_register_only() -> No
 
 def test_upstream_changes_cascade_and_code_changes_invalidate_everything() -> None:
     assert _changed("ingest.size=16") == {
-        "ingest", "train_vae", "train_gan", "train_judge", "train_probe", "evaluate", "register",
+        "ingest", "train_vae", "train_gan", "train_judge", "train_probe", "codec_eval", "evaluate", "register",
     }
+    assert _changed("vae.latent_channels=8") == {"train_vae", "train_gan", "train_probe", "codec_eval", "evaluate", "register"}
+    assert _changed("codec.max_test_videos=3") == {"codec_eval", "register"}
     assert _changed("judge.steps=9") == {"train_judge", "evaluate", "register"}
     assert _changed("probe.steps=7") == {"train_probe", "register"}
     assert _changed("registry.min_improvement=1") == {"register"}
@@ -36,6 +38,8 @@ def test_graph_helpers() -> None:
     assert upstream_of(["train_gan"]) == {"synth", "ingest", "train_vae"}
     assert upstream_of(["synth"]) == set()
     assert downstream_of(["train_probe"]) == {"train_probe", "register"}
+    assert downstream_of(["codec_eval"]) == {"codec_eval", "register"}
+    assert upstream_of(["codec_eval"]) == {"synth", "ingest", "train_vae"}
     check_pipeline(PIPELINE)
     with pytest.raises(ValueError, match="not listed before it"):
         check_pipeline((Step("b", dict, ("a",), (), 0), Step("a", dict, (), (), 0)))

@@ -41,6 +41,10 @@ class VideoVAEPyfunc(PythonModel):
             raise ValueError(f"model_dir holds a '{config.get('kind')}' model, expected 'vae'")
         self.vae = model.eval()
         self.config = config
+        # The codec's probability model, stored beside the weights by the register step (JSON, no pickle).
+        from vidgen_core.codec.prior import load_prior
+
+        self.codec_prior = load_prior(context.artifacts["model_dir"])
 
     def predict(
         self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
