@@ -316,7 +316,7 @@ class PipelineConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     vae: VAEConfig = VAEConfig()
     train_vae: TrainConfig = TrainConfig(
-        lr=2e-3, lr_schedule="cosine", warmup_steps=100, min_lr_ratio=0.02, batch_size=4,
+        lr=1e-3, lr_schedule="cosine", warmup_steps=100, min_lr_ratio=0.02, batch_size=4,
         augment=list(AUGMENTATIONS),
     )
     gan: GANConfig = GANConfig()
