@@ -8,7 +8,7 @@ STAMP := $(VENV)/.vidgen-installed
 RECIPE ?= workflows/configs/default.yaml
 WORKDIR ?= vidgen-work
 
-.PHONY: run test install clean
+.PHONY: run test ui-check install clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Only the browser check: a lean tiny run, `mlflow server` on it, headless Chromium
+# (apt-get install -y chromium chromium-driver). Screenshots: the path it prints.
+ui-check: $(STAMP)
+	$(PY) -m pytest -q -s -m ui tests/e2e/test_ui_browser.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(WORKDIR)

@@ -1,4 +1,4 @@
-"""What a user sees: `vidgen run` on the tiny recipe, as a subprocess, without -v.
+"""What a user sees: `vidgen run` on the tiny recipe, as a subprocess, without -v (``tiny_run``, conftest.py).
 
 The console tells vidgen's story only (steps, progress, summary) in at most 40
 lines; Ray's, MLflow's and other libraries' warnings stay out of it because
@@ -8,57 +8,15 @@ is logged to the pipeline's MLflow run.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
-RECIPE = Path(__file__).resolve().parents[2] / "workflows" / "configs" / "tiny.yaml"
-# Short training, frequent progress reports: the test is about the console, not the models.
-CHEAP = [
-    "--set", "train_vae.steps=40", "--set", "train_vae.checkpoint_every=20", "--set", "train_vae.log_every=5",
-    "--set", "train_gan.steps=10", "--set", "train_gan.checkpoint_every=10", "--set", "train_gan.log_every=5",
-]
 PROGRESS = re.compile(r"^\[vidgen\] train_vae\s+step \d+/40 \(\d+%\) · loss \S+ · [\d.]+ clips/s · ETA \S+$")
 # What a third-party line on the console would look like: a logging level, Ray's worker prefix, a traceback.
 FOREIGN = re.compile(r"\b(WARNING|WARN|ERROR|CRITICAL)\b|Warning:|\(\S+ pid=\d+|Traceback|tqdm is not installed")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> dict:
-    workdir = tmp_path_factory.mktemp("console-wd")
-    # The run as a user starts it: its own local Ray, none of the test session's Ray settings.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_DATA_", "MLFLOW_"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vidgen_core.cli", "run", "--config", str(RECIPE), "--workdir", str(workdir), *CHEAP],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
-    )
-    lines: list[tuple[float, str]] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append((time.monotonic(), line.rstrip("\n")))
-
-    reader = threading.Thread(target=read, daemon=True)
-    t0 = time.monotonic()
-    reader.start()
-    try:
-        rc = proc.wait(timeout=840)
-    finally:
-        if proc.poll() is None:
-            from procs import stop_session
-
-            stop_session(proc)
-    reader.join(timeout=10)
-    return {"rc": rc, "lines": lines, "workdir": workdir, "seconds": time.monotonic() - t0}
 
 
 def _text(run: dict) -> list[str]:
