@@ -209,7 +209,12 @@ def route_ray_output() -> bool:
             if RAY_TQDM_MAGIC in line:
                 continue
             line = _ANSI.sub("", line)
-            log.log(_worker_line_level(line), "%s %s", prefix, line)
+            level = _worker_line_level(line)
+            if data.get("pid") == "raylet" and "worker processes have been started" in line:
+                # The raylet's note that it started more workers than its startup concurrency: Ray's
+                # own scheduling on a busy machine, nothing the user can act on. Kept in the log file.
+                level = logging.INFO
+            log.log(level, "%s %s", prefix, line)
 
     dispatcher.remove_handler("ray_print_logs")
     dispatcher.remove_handler("vidgen")

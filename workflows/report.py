@@ -14,9 +14,10 @@ def print_summary(result: PipelineResult, workdir: Path, echo: Callable[[str], N
     """Print steps (ran/reused, time), headline metrics, registered versions, how to look."""
     echo("")
     echo(f"vidgen run finished in {result.duration_s:.0f}s · pipeline run {result.pipeline_run_id}")
-    for rec in result.steps.values():
-        how = "reused" if rec.reused else f"ran {rec.duration_s:6.1f}s"
-        echo(f"  {rec.name:<10} {how:<12} run {rec.run_id}")
+    # One line: each step's run id is in its "started" line above and on the pipeline run.
+    echo("steps: " + " · ".join(
+        f"{rec.name} {'reused' if rec.reused else f'{rec.duration_s:.0f}s'}" for rec in result.steps.values()
+    ))
     ev = result.outputs("evaluate")
     for line in headline_lines(ev):
         echo(line)
