@@ -142,7 +142,10 @@ def validation_clips(shard_dir: str | None) -> np.ndarray | None:
     if shard_dir is None:
         return None
     from vidgen_core.data.readers import load_clips
+    from vidgen_core.data.schema import read_manifest
 
+    if not read_manifest(shard_dir).get("shards"):  # a dataset handed in directly: nothing on disk to score
+        return None
     for split in ("val", "test"):
         frames, _ = load_clips(shard_dir, split, VALIDATION_CLIPS)
         if len(frames):
