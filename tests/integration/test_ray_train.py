@@ -73,8 +73,8 @@ def _new_run(ws) -> str:
     return ws["client"].create_run(ws["exp"]).info.run_id
 
 
-def _artifacts(ws, run_id: str) -> list[str]:
-    return [a.path for a in ws["client"].list_artifacts(run_id, "samples")]
+def _artifacts(ws, run_id: str, folder: str = "samples") -> list[str]:
+    return [a.path for a in ws["client"].list_artifacts(run_id, folder)]
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,12 @@ def test_train_vae_writes_model_metrics_and_video(workspace, vae_run) -> None:
     assert out["checkpoint"].endswith("checkpoint_00000004")
     history = workspace["client"].get_metric_history(run_id, "loss")
     assert sorted(m.step for m in history) == [1, 2, 3, 4]
-    # sample_every=2: a reconstruction video at steps 2 and 4, plus the final one
-    assert _artifacts(workspace, run_id) == ["samples/step_00000002", "samples/step_00000004", "samples/vae_recon.mp4"]
+    # No shards on disk here (the dataset is handed in): the previews score the first training
+    # clips and are named so; lossless PNG strips every sample_every steps and at the end.
+    assert _artifacts(workspace, run_id, "previews") == [
+        "previews/step_00000002", "previews/step_00000004", "previews/vae_recon_train.png",
+    ]
+    assert "val_psnr" not in workspace["client"].get_run(run_id).data.metrics  # never scored on training clips
 
     from vidgen_core.models.io import load_model
 

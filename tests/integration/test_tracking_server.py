@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 RECIPE = Path(__file__).resolve().parents[2] / "workflows" / "configs" / "tiny.yaml"
 # Just enough to exercise every step; the gate is opened so that a champion exists to load.
 SMALL = ["train_vae.steps=20", "train_gan.steps=5", "synth.videos_per_class=3", "eval.max_test_clips=16",
-         "registry.min_psnr_gain_db=-100"]
+         "registry.min_psnr_gain_db=-100", "registry.min_ssim_gain=-1", "registry.min_colour_ratio=0",
+         "registry.gan_must_beat_prior=false", "judge.steps=20"]
 
 
 def test_pipeline_registers_and_loads_through_the_server(ray_cluster, mlflow_server, tmp_path, monkeypatch):

@@ -103,6 +103,11 @@ def vae_worker(config: dict) -> dict[str, Any]:
     # the model every sample_every steps: quality over training is what a user tunes by.
     val = validation_clips(args.shard_dir) if wc.rank == 0 else None
     preview = batches.peek()[0][:PREVIEW_CLIPS].cpu().clone()  # shapes of the saved model; no extra batch pulled
+    # A dataset handed in without shards on disk has no validation split: score the first
+    # training clips instead, and say so in the file name.
+    source = "val"
+    if wc.rank == 0 and val is None:
+        val, source = preview.numpy().astype(np.uint8, copy=False), "train"
 
     def on_log(step: int, metrics: dict[str, float]) -> None:
         tracker.on_log(step, metrics)
@@ -111,8 +116,9 @@ def vae_worker(config: dict) -> dict[str, Any]:
     def on_sample(step: int, vae: torch.nn.Module) -> None:
         if tracker.enabled and val is not None:
             figures, strip = score_on_validation(vae, val, wc.device)
-            tracker.log_metrics(step, figures)
-            tracker.log_png(strip, "vae_recon_val.png", f"previews/step_{step:08d}")
+            if source == "val":  # figures on training clips would flatter the model
+                tracker.log_metrics(step, figures)
+            tracker.log_png(strip, f"vae_recon_{source}.png", f"previews/step_{step:08d}")
 
     fit_vae(
         cfg.vae, tc, batches, on_log, model, device=wc.device, state=state,
@@ -128,8 +134,9 @@ def vae_worker(config: dict) -> dict[str, Any]:
         save_model(vae, "vae", config_dict(cfg.vae), args.out_dir, extra=extra)
         if tracker.enabled and val is not None:
             figures, strip = score_on_validation(vae, val, wc.device)
-            tracker.log_metrics(tc.steps, figures)
-            tracker.log_png(strip, "vae_recon_val.png")
+            if source == "val":
+                tracker.log_metrics(tc.steps, figures)
+            tracker.log_png(strip, f"vae_recon_{source}.png")
     tracker.close()
     return result
 
