@@ -89,8 +89,8 @@ def run(config: str | None, overrides: tuple[str, ...], workdir: str | None, for
         result = run_pipeline(cfg, wd, force=list(force), from_steps=list(from_steps), echo=say, monitor=monitor)
         monitor.close()
         print_summary(result, wd, echo=say)
-        say(f"report:       {_report(result.tracking_uri, result.pipeline_run_id, wd)}")
-        say(f"log file:     {run_log.path}")
+        report = _report(result.tracking_uri, result.pipeline_run_id, wd)
+        say(f"work dir:     {wd} · report: {report} · log file: {run_log.path}")
     except StepFailed as exc:
         monitor.close()
         _crash(_first_line(str(exc)), exc.detail or None, run_log.path)

@@ -34,6 +34,7 @@ def print_summary(result: PipelineResult, workdir: Path, echo: Callable[[str], N
     if codec.get("summary"):
         echo(f"codec: {codec['summary']}")
     reg = result.outputs("register")
+    registered = []
     for kind in ("vae", "gan", "probe"):
         if kind not in reg:
             continue
@@ -42,12 +43,14 @@ def print_summary(result: PipelineResult, workdir: Path, echo: Callable[[str], N
         aliases = [a for a, on in (("candidate", reg["gate_passed"]), ("champion", champion)) if on]
         alias = "".join(f" @{a}" for a in aliases)
         again = " (already registered)" if r.get("reused") else ""
-        echo(f"registered {r['name']} version {r['version']}{alias}{again}  ({r['model_uri']})")
+        registered.append(f"registered {r['name']} version {r['version']}{alias}{again}  ({r['model_uri']})")
+    if registered:  # one line: the console of a run stays within a screen
+        echo("; ".join(registered))
     echo(f"decision: {reg['decision']}")
-    echo(f"tracking URI: {result.tracking_uri}")
+    look = ""
     if result.tracking_uri.startswith("sqlite:"):
-        echo(f"look at it:   mlflow ui --backend-store-uri {result.tracking_uri} --port 5000   (then open http://127.0.0.1:5000)")
-    echo(f"work dir:     {workdir}")
+        look = f" · look at it: mlflow ui --backend-store-uri {result.tracking_uri} --port 5000, then open http://127.0.0.1:5000"
+    echo(f"tracking URI: {result.tracking_uri}{look}")
 
 
 def _pm(ev: dict, key: str, fmt: str = ".3f") -> str:
