@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from cli_checks import assert_one_line_error
 import torch
 from click.testing import CliRunner
 
@@ -112,12 +113,6 @@ def _run(world, *args: str) -> SimpleNamespace:
     return out
 
 
-def _one_line_error(r: SimpleNamespace, *words: str) -> None:
-    assert r.code == 2, (r.out, r.err)
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vidgen: error:"), r.err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 # ---------------------------------------------------------------- generate
@@ -136,12 +131,12 @@ def test_generate_by_label_name_and_index_with_frames(world) -> None:
 
 def test_generate_refuses_bad_labels_and_kinds(world) -> None:
     out = world.root / "bad.mp4"
-    _one_line_error(_run(world, "generate", "-m", "models:/vidgen-ugan@champion", "--label", "circle", "-o", str(out)),
+    assert_one_line_error(_run(world, "generate", "-m", "models:/vidgen-ugan@champion", "--label", "circle", "-o", str(out)),
                     "unconditional")
-    _one_line_error(_run(world, "generate", "-m", "models:/vidgen-gan@champion", "--label", "hexagon", "-o", str(out)),
+    assert_one_line_error(_run(world, "generate", "-m", "models:/vidgen-gan@champion", "--label", "hexagon", "-o", str(out)),
                     "unknown label 'hexagon'", "0=circle")
-    _one_line_error(_run(world, "generate", "-m", "models:/vidgen-vae@champion", "-o", str(out)), "vae model")
-    _one_line_error(_run(world, "generate", "-m", "models:/nope@champion", "-o", str(out)), "unknown model URI")
+    assert_one_line_error(_run(world, "generate", "-m", "models:/vidgen-vae@champion", "-o", str(out)), "vae model")
+    assert_one_line_error(_run(world, "generate", "-m", "models:/nope@champion", "-o", str(out)), "unknown model URI")
     assert not out.exists()
     assert _run(world, "generate", "-m", "models:/vidgen-ugan/1", "-n", "2", "-o", str(out)).code == 0
 
@@ -182,12 +177,12 @@ def test_embed_errors_leave_nothing(world, tmp_path) -> None:
     out = tmp_path / "e.parquet"
     bad = tmp_path / "corrupt.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
-    _one_line_error(_run(world, "embed", str(tmp_path / "missing.mp4"), "-m", "models:/vidgen-vae/1", "-o", str(out)),
+    assert_one_line_error(_run(world, "embed", str(tmp_path / "missing.mp4"), "-m", "models:/vidgen-vae/1", "-o", str(out)),
                     "does not exist")
-    _one_line_error(_run(world, "embed", str(bad), "-m", "models:/vidgen-vae/1", "-o", str(out)), "corrupt.mp4")
-    _one_line_error(_run(world, "embed", world.fresh, "-m", "models:/vidgen-gan@champion", "-o", str(out)),
+    assert_one_line_error(_run(world, "embed", str(bad), "-m", "models:/vidgen-vae/1", "-o", str(out)), "corrupt.mp4")
+    assert_one_line_error(_run(world, "embed", world.fresh, "-m", "models:/vidgen-gan@champion", "-o", str(out)),
                     "gan model", "needs a vae model")
-    _one_line_error(_run(world, "embed", world.fresh, "-m", "models:/vidgen-vae@nope", "-o", str(out)), "unknown model URI")
+    assert_one_line_error(_run(world, "embed", world.fresh, "-m", "models:/vidgen-vae@nope", "-o", str(out)), "unknown model URI")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.mp4"]
 
 
@@ -265,9 +260,9 @@ def test_similar_from_the_file_and_a_fresh_video(world) -> None:
     assert scores == sorted(scores, reverse=True)
     r = _run(world, "similar", world.fresh, "-i", str(index), "-k", "6")
     assert r.code == 0 and len(r.out.strip().splitlines()) == 6
-    _one_line_error(_run(world, "similar", world.fresh, "-i", str(index), "-m", "models:/vidgen-vae/2"),
+    assert_one_line_error(_run(world, "similar", world.fresh, "-i", str(index), "-m", "models:/vidgen-vae/2"),
                     "was made by models:/vidgen-vae/1")
-    _one_line_error(_run(world, "similar", world.fresh, "-i", str(world.root / "nope.parquet")), "does not exist")
+    assert_one_line_error(_run(world, "similar", world.fresh, "-i", str(world.root / "nope.parquet")), "does not exist")
 
 
 def test_compare_self_is_one_and_timeline(world) -> None:
@@ -279,7 +274,7 @@ def test_compare_self_is_one_and_timeline(world) -> None:
     other = str(next(Path(world.videos, "circle").glob("*.mp4")))
     r = _run(world, "compare", world.fresh, other, "-m", "models:/vidgen-vae/1")
     assert r.code == 0 and -1.0 <= float(r.out) < 1.0
-    _one_line_error(_run(world, "compare", world.fresh, "nope.mp4", "-m", "models:/vidgen-vae/1"), "nope.mp4")
+    assert_one_line_error(_run(world, "compare", world.fresh, "nope.mp4", "-m", "models:/vidgen-vae/1"), "nope.mp4")
 
 
 def test_classify_names_the_class(world) -> None:
@@ -291,4 +286,4 @@ def test_classify_names_the_class(world) -> None:
     assert r.code == 0, r.err
     lines = r.out.strip().splitlines()
     assert len(lines) == 3 and all(line.split(": ", 1)[1].startswith("triangle ") for line in lines[:2])
-    _one_line_error(_run(world, "classify", circle, "-m", "models:/vidgen-vae/1"), "needs a probe model")
+    assert_one_line_error(_run(world, "classify", circle, "-m", "models:/vidgen-vae/1"), "needs a probe model")

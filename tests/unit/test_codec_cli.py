@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from cli_checks import assert_one_line_error
 from codec_fixtures import moving_square_frames, save_codec_model, tiny_codec, write_video
 
 from vidgen_core.cli import main
@@ -45,12 +46,6 @@ def _run(world, *args: str) -> SimpleNamespace:
     return SimpleNamespace(code=result.exit_code, out=result.stdout, err=result.stderr)
 
 
-def _one_line_error(r: SimpleNamespace, *words: str) -> None:
-    assert r.code == 2, (r.out, r.err)
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vidgen: error:"), r.err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def test_compress_then_decompress_with_the_model_named_in_the_file(world) -> None:
@@ -72,18 +67,18 @@ def test_compress_then_decompress_with_the_model_named_in_the_file(world) -> Non
 def test_wrong_model_and_bad_files_are_one_line_and_leave_nothing(world) -> None:
     vgc, out = world.root / "b.vgc", world.root / "b.mp4"
     assert _run(world, "compress", str(world.video), "-m", "models:/vidgen-vae/1", "-o", str(vgc)).code == 0
-    _one_line_error(_run(world, "decompress", str(vgc), "-o", str(out), "-m", "models:/vidgen-vae/2"),
+    assert_one_line_error(_run(world, "decompress", str(vgc), "-o", str(out), "-m", "models:/vidgen-vae/2"),
                     "made by models:/vidgen-vae/1", "cannot decode it")
     truncated = world.root / "t.vgc"
     truncated.write_bytes(vgc.read_bytes()[:-5])
-    _one_line_error(_run(world, "decompress", str(truncated), "-o", str(out)), "truncated")
-    _one_line_error(_run(world, "decompress", str(world.video), "-o", str(out)), "not a vidgen .vgc file")
-    _one_line_error(_run(world, "compress", str(world.video), "-m", "models:/vidgen-vae/3", "-o", str(vgc)),
+    assert_one_line_error(_run(world, "decompress", str(truncated), "-o", str(out)), "truncated")
+    assert_one_line_error(_run(world, "decompress", str(world.video), "-o", str(out)), "not a vidgen .vgc file")
+    assert_one_line_error(_run(world, "compress", str(world.video), "-m", "models:/vidgen-vae/3", "-o", str(vgc)),
                     "no codec probability model")
-    _one_line_error(_run(world, "compress", str(world.video), "-m", "models:/nope@champion", "-o", str(vgc)),
+    assert_one_line_error(_run(world, "compress", str(world.video), "-m", "models:/nope@champion", "-o", str(vgc)),
                     "unknown model URI")
-    _one_line_error(_run(world, "compress", str(world.root / "missing.mp4"), "-m", "models:/vidgen-vae/1", "-o", str(vgc)),
+    assert_one_line_error(_run(world, "compress", str(world.root / "missing.mp4"), "-m", "models:/vidgen-vae/1", "-o", str(vgc)),
                     "does not exist")
-    _one_line_error(_run(world, "compress", str(world.video), "-m", "models:/vidgen-vae/1", "-o", "/no/dir/x.vgc"),
+    assert_one_line_error(_run(world, "compress", str(world.video), "-m", "models:/vidgen-vae/1", "-o", "/no/dir/x.vgc"),
                     "does not exist")
     assert not out.exists() and not list(world.root.glob(".*.tmp"))
