@@ -36,6 +36,7 @@ def test_sigkill_during_train_vae_then_rerun_resumes_from_the_checkpoint(ray_clu
     import mlflow
 
     from procs import VENV_BIN, session_pids, stop_session
+    from workflows.dag import downstream_of
     from workflows.executor import run_pipeline
 
     workdir = tmp_path / "wd"
@@ -60,7 +61,11 @@ def test_sigkill_during_train_vae_then_rerun_resumes_from_the_checkpoint(ray_clu
     assert killed_run.info.status == "RUNNING"  # nobody could end it
 
     result = run_pipeline(load_config(RECIPE, OVERRIDES), workdir, echo=lambda _: None)
-    assert [n for n, r in result.steps.items() if r.reused] == ["synth", "ingest"]
+    reused = {n for n, r in result.steps.items() if r.reused}
+    # train_judge needs only ingest, so whether it finished before the kill depends on timing;
+    # everything that needs train_vae must have run again, everything before it must not have.
+    assert {"synth", "ingest"} <= reused, reused
+    assert not reused & downstream_of(["train_vae"]), reused
     vae = result.outputs("train_vae")
     print(f"killed after checkpoint step {killed_at}; re-run resumed at start_step {vae['start_step']} of 40")
     assert killed_at <= vae["start_step"] < 40, vae  # the step counter continued from the checkpoint
