@@ -49,10 +49,14 @@ def init_ray(cfg: RayConfig) -> bool:
                 "or unset ray.address / RAY_ADDRESS to use a local one"
             ) from None
         return True
-    # This Ray turns token authentication on for a new local cluster and warns about it on
-    # the console when RAY_AUTH_MODE is unset. Say so explicitly: token auth stays on (Ray
-    # creates ~/.ray/auth_token if missing) and the console stays vidgen's.
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # With RAY_AUTH_MODE unset, ray.init turns token authentication on for the new local
+    # cluster (creating ~/.ray/auth_token if missing) and logs a warning saying so. Leave the
+    # mode to Ray: setting RAY_AUTH_MODE here would come too late, since Ray reads it when
+    # imported, and the driver would then fail to authenticate with its own GCS. Instead its
+    # logger is adopted first, so the warning goes to the run's log file, not the console.
+    from workflows.console import adopt_loggers
+
+    adopt_loggers()
     ray.init(
         address="local",
         num_cpus=cfg.num_cpus,

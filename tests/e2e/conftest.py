@@ -31,7 +31,9 @@ LEAN = [
 def tiny_run(tmp_path_factory) -> dict:
     """``{"rc", "lines": [(monotonic time, console line)], "workdir", "seconds"}`` of the finished run."""
     workdir = tmp_path_factory.mktemp("tiny-run-wd")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_DATA_", "MLFLOW_"))}
+    # As a user starts it: RAY_AUTH_MODE unset too, so Ray turns token auth on for its local
+    # cluster (the token goes to the tests' temporary HOME) exactly as on a user's machine.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_DATA_", "MLFLOW_")) and k != "RAY_AUTH_MODE"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "vidgen_core.cli", "run", "--config", str(RECIPE), "--workdir", str(workdir), *LEAN],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
