@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from plumbing import PLUMBING, as_cli_args
 
 RECIPE = Path(__file__).resolve().parents[2] / "workflows" / "configs" / "tiny.yaml"
 # Short training with frequent progress reports (test_console_run matches "step N/40"), few videos, a short judge.
 LEAN = [
-    "--set", "synth.videos_per_class=3", "--set", "judge.steps=20",
+    "--set", "synth.videos_per_class=3", *as_cli_args(PLUMBING),
     "--set", "train_vae.steps=40", "--set", "train_vae.checkpoint_every=20", "--set", "train_vae.log_every=5",
     "--set", "train_gan.steps=10", "--set", "train_gan.checkpoint_every=10", "--set", "train_gan.log_every=5",
     "--set", "train_gan.batch_size=8",  # 3 videos a class leave fewer than 16 training clips

@@ -8,13 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from plumbing import PLUMBING
 
 from vidgen_core.config import load_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 RECIPE = Path(__file__).resolve().parents[2] / "workflows" / "configs" / "tiny.yaml"
-SMALL = ["synth.videos_per_class=3", "train_vae.steps=8", "train_gan.steps=2", "eval.max_test_clips=16"]
+SMALL = ["synth.videos_per_class=3", "train_vae.steps=8", "train_gan.steps=2", "eval.max_test_clips=16", *PLUMBING]
 
 
 def test_two_pipelines_on_one_store(ray_cluster, spawn, tmp_path):

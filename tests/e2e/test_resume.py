@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from plumbing import PLUMBING
 
 from vidgen_core.config import load_config
 
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 RECIPE = Path(__file__).resolve().parents[2] / "workflows" / "configs" / "tiny.yaml"
 # Enough VAE steps, checkpointed often, that the kill lands mid-training; the rest minimal.
 OVERRIDES = ["synth.videos_per_class=3", "train_vae.steps=40", "train_vae.checkpoint_every=5",
-             "train_gan.steps=5", "eval.max_test_clips=16"]
+             "train_gan.steps=5", "eval.max_test_clips=16", *PLUMBING]
 
 
 def _latest_checkpoint_step(workdir: Path) -> int:

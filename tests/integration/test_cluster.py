@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from plumbing import PLUMBING, as_cli_args
 from raynodes import TwoNodeCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(900)]
@@ -26,10 +27,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(
 ROOT = Path(__file__).resolve().parents[2]
 # The tiny recipe, leaner: the point here is where work runs, not model quality.
 LEAN = ["--config", "workflows/configs/tiny.yaml",
-        "--set", "synth.videos_per_class=3", "--set", "train_vae.steps=40", "--set", "train_vae.checkpoint_every=20",
+        "--set", "synth.videos_per_class=3", "--set", "train_vae.steps=20", "--set", "train_vae.checkpoint_every=10",
         "--set", "train_vae.sample_every=0", "--set", "train_gan.steps=6", "--set", "train_gan.checkpoint_every=3",
-        "--set", "judge.steps=10", "--set", "probe.steps=10", "--set", "eval.max_test_clips=8", "--set", "eval.seeds=1",
-        "--set", "train_gan.batch_size=4"]
+        "--set", "eval.max_test_clips=8", "--set", "train_gan.batch_size=4", *as_cli_args(PLUMBING)]
 # Secrets the submitter holds: none may surface in params, tags, logged text or job logs.
 MLFLOW_PASSWORD = "mlflow-pw-" + secrets.token_hex(8)
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from plumbing import PLUMBING
 
 from vidgen_core.config import load_config
 
@@ -23,7 +24,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "workflows" / "configs" / "tiny.y
 # Just enough to exercise every step; the gate is opened so that a champion exists to load.
 SMALL = ["train_vae.steps=20", "train_gan.steps=5", "synth.videos_per_class=3", "eval.max_test_clips=16",
          "registry.min_psnr_gain_db=-100", "registry.min_ssim_gain=-1", "registry.min_colour_ratio=0",
-         "registry.gan_must_beat_prior=false", "judge.steps=20"]
+         "registry.gan_must_beat_prior=false", *PLUMBING]
 
 
 def test_pipeline_registers_and_loads_through_the_server(ray_cluster, mlflow_server, tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ from vidgen_core.train.checkpoint import TrainingState, capture_state, copy_stat
 from vidgen_core.train.ema import EMA
 from vidgen_core.train.gan_steps import discriminator_step, generator_step
 from vidgen_core.train.guard import DivergenceGuard, GANDiverged
+from vidgen_core.train.latent_cache import LatentCache
 from vidgen_core.train.loop import WindowMeter, dist_mean, next_batch, seed_for_step, split_batch, unwrap
 from vidgen_core.train.optim import Optim
 from vidgen_core.train.precision import Numerics, maybe_compile, resolve_numerics
@@ -128,10 +129,13 @@ def fit_gan(
             raise ValueError("a latent GAN needs the frozen VAE; pass vae= (or set gan.space=pixel)")
         vae = numerics.prepare(vae).eval().requires_grad_(False)
 
+    # The encoder is frozen and deterministic: each distinct training clip is encoded once.
+    latents = None if pixel else LatentCache(lambda clips: encode_latents(vae, clips, dev, numerics))
+
     def real_samples(frames: Any) -> torch.Tensor:
-        if pixel:
+        if latents is None:
             return numerics.to_input(frames_to_video(frames, dev))
-        return encode_latents(vae, frames, dev, numerics)
+        return latents(frames)
 
     if hasattr(batches, "peek"):  # look without consuming: the position stays checkpointable
         first = split_batch(batches.peek())
