@@ -129,6 +129,9 @@ class GANConfig(_Section):
     conditional: bool = True  # used only when the data has labels
     spectral_norm: bool = True  # on every discriminator layer
     r1_gamma: float = Field(0.0, ge=0)  # R1 penalty weight on real samples; 0 = off
+    # Weight of the mode-seeking term (MSGAN): different noise must give different samples.
+    # Without it the default GAN collapsed to one sample per class (diversity ratio 0.08).
+    mode_seeking: float = Field(1.0, ge=0)
     # EMA of the generator weights (what is saved and served); 0 = off. The decay ramps
     # up as min(ema_decay, (1 + n) / (10 + n)) so short runs still average recent weights.
     ema_decay: float = Field(0.999, ge=0, lt=1)

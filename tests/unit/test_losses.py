@@ -11,6 +11,7 @@ from vidgen_core.models.vae import DiagonalGaussian
 from vidgen_core.train.losses import (
     hinge_d_loss,
     hinge_g_loss,
+    mode_seeking_penalty,
     kl_divergence,
     reconstruction_l1,
     reconstruction_l2,
@@ -56,3 +57,13 @@ def test_hinge_d_loss() -> None:
 
 def test_hinge_g_loss() -> None:
     assert hinge_g_loss(torch.tensor([1.0, -3.0])).item() == pytest.approx(1.0)
+
+
+def test_mode_seeking_penalty() -> None:
+    noise_a, noise_b = torch.zeros(2, 4), torch.ones(2, 4)  # mean |a - b| = 1
+    apart = mode_seeking_penalty(torch.zeros(2, 3), torch.full((2, 3), 0.5), noise_a, noise_b)
+    assert apart.item() == pytest.approx(2.0, rel=1e-4)  # 1 / (0.5 / 1)
+    collapsed = mode_seeking_penalty(torch.ones(2, 3), torch.ones(2, 3), noise_a, noise_b)
+    assert collapsed.item() == pytest.approx(1e5, rel=1e-3)  # identical samples: 1 / eps
+    with pytest.raises(ValueError):
+        mode_seeking_penalty(torch.ones(2, 3), torch.ones(1, 3), noise_a, noise_b)

@@ -192,7 +192,9 @@ def fit_gan(
             reals.append(real if pixel else numerics.to_input(real * scale))
             ys.append(_labels(labels, conditional, num_classes, dev))
         metrics = discriminator_step(generator, discriminator, opt_d, reals, ys, numerics, gan_cfg.r1_gamma)
-        metrics.update(generator_step(generator, discriminator, opt_g, reals[0].shape[0], ys, numerics))
+        metrics.update(generator_step(
+            generator, discriminator, opt_g, reals[0].shape[0], ys, numerics, getattr(gan_cfg, "mode_seeking", 0.0)
+        ))
         metrics["loss"] = metrics["loss_d"] + metrics["loss_g"]
         if ema is not None:
             ema.update(generator)

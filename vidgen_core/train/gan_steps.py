@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vidgen_core.train.losses import hinge_d_loss, hinge_g_loss, r1_penalty
+from vidgen_core.train.losses import hinge_d_loss, hinge_g_loss, mode_seeking_penalty, r1_penalty
 from vidgen_core.train.loop import unwrap
 from vidgen_core.train.optim import Optim, no_sync
 from vidgen_core.train.precision import Numerics
@@ -71,23 +71,38 @@ def generator_step(
     batch_size: int,
     labels: list[torch.Tensor | None],
     numerics: Numerics,
+    mode_seeking: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """One G update against the current D over ``len(labels)`` micro-batches of ``batch_size``.
 
     D's parameters also receive gradients here; they are discarded (the D step
     zeroes them first), so D skips DDP's all-reduce (``no_sync``) in this step.
+    With ``mode_seeking > 0``, G also draws a second noise for the first half of
+    the batch (same labels), in the same forward pass (DDP allows one per
+    backward), and the loss adds ``mode_seeking`` times the mode-seeking penalty.
     """
     optim.zero_grad()
     noise_dim = unwrap(generator).noise_dim
     device = next(unwrap(generator).parameters()).device
     loss_sum = torch.zeros((), device=device)
+    ms_sum = torch.zeros((), device=device)
     n = len(labels)
+    half = batch_size // 2 if mode_seeking > 0 else 0
     for i, y in enumerate(labels):
         with no_sync(generator, i < n - 1), no_sync(discriminator, True):
-            noise = torch.randn(batch_size, noise_dim, device=device)
+            noise = torch.randn(batch_size + half, noise_dim, device=device)
+            y_all = torch.cat([y, y[:half]]) if y is not None and half else y
             with numerics.autocast():
-                logits = discriminator(numerics.to_input(generator(noise, y)), y).float()
+                samples = generator(noise, y_all)
+                logits = discriminator(numerics.to_input(samples[:batch_size]), y).float()
             loss = hinge_g_loss(logits)
+            if half:
+                ms = mode_seeking_penalty(samples[:half].float(), samples[batch_size:].float(), noise[:half], noise[batch_size:])
+                loss = loss + mode_seeking * ms
+                ms_sum = ms_sum + ms.detach() / n
             optim.backward(loss)
         loss_sum = loss_sum + loss.detach() / n
-    return {"loss_g": loss_sum, "grad_norm_g": optim.step()}
+    out = {"loss_g": loss_sum, "grad_norm_g": optim.step()}
+    if half:
+        out["mode_seeking"] = ms_sum
+    return out

@@ -54,3 +54,18 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def mode_seeking_penalty(
+    samples_a: torch.Tensor, samples_b: torch.Tensor, noise_a: torch.Tensor, noise_b: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """Mode-seeking term (Mao et al. 2019, MSGAN): 1 / (mean|G(a) - G(b)| / mean|a - b|) -> scalar.
+
+    samples_* (h, ...) are generated from noise_* (h, noise_dim) under the same labels. A
+    generator that ignores its noise (mode collapse: every sample of a class alike) makes the
+    ratio small and this term large; minimising it keeps different noise giving different samples.
+    """
+    if samples_a.shape != samples_b.shape or noise_a.shape != noise_b.shape:
+        raise ValueError("mode_seeking_penalty needs two equally shaped sample batches and noise batches")
+    ratio = (samples_a - samples_b).abs().mean() / (noise_a - noise_b).abs().mean()
+    return 1.0 / (ratio + eps)
