@@ -23,11 +23,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/vidgen run --config $(RECIPE) --workdir $(WORKDIR) $(ARGS)
 
-# Two pytest-xdist workers: alone, the suite keeps 2 cores only ~20 % busy (process start-ups,
-# Ray scheduling, polling). Tests sharing an expensive fixture stay on one worker (tests/conftest.py).
-TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Only the browser check: a lean tiny run, `mlflow server` on it, headless Chromium
 # (apt-get install -y chromium chromium-driver). Screenshots: the path it prints.

@@ -54,18 +54,3 @@ def synth_videos(tmp_path_factory) -> Path:
     generate_dataset(SynthConfig(videos_per_class=2, width=48, height=40, seed=1), out)
     return out
 
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Keep what shares an expensive fixture on one pytest-xdist worker (`make test` runs ``-n 2``).
-
-    ``--dist loadgroup`` sends each ``xdist_group`` to one worker as a unit. Every
-    module is its own group (module-scoped fixtures such as test_pipeline's whole
-    workflow run once), and the tests that read the session's lean ``vidgen run``
-    (``tiny_run``) share one group so that run happens once. Without xdist the
-    marks do nothing.
-    """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "tiny_run" if "tiny_run" in getattr(item, "fixturenames", ()) else item.module.__name__
-            item.add_marker(pytest.mark.xdist_group(group))
