@@ -53,4 +53,3 @@ def synth_videos(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate_dataset(SynthConfig(videos_per_class=2, width=48, height=40, seed=1), out)
     return out
-
