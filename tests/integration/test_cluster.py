@@ -1,5 +1,7 @@
 """The documented cluster path, executed: a real two-node Ray cluster with token auth,
-a real `mlflow server`, and `vidgen submit` as the README shows it.
+a real `mlflow server`, and `vidgen submit` as the README shows it. The workflow's
+run is also the suite's check that a pipeline logs, registers and loads through a
+tracking server alone (SQLite backend, proxied artifacts).
 
 The cluster: ``ray start --head`` (1 CPU, custom resource ``head_pool``) and a
 second ``ray start --address=…`` (1 CPU, ``worker_pool``), each with its own temp
@@ -14,6 +16,7 @@ import os
 import secrets
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -161,3 +164,26 @@ def test_the_tiny_workflow_runs_on_both_nodes(cluster: TwoNodeCluster, server, t
     seen.append(json.dumps(client.get_run(pipeline.info.run_id).data.to_dictionary()))
     for secret in (token, MLFLOW_PASSWORD):
         assert not any(secret in text for text in seen), "a secret leaked into params, tags, logs or job output"
+
+    # Everything went through the server (proxied artifacts): nothing of MLflow's in the work dir, the
+    # model files on the server, and a fresh process that knows only the server's URL loads the new VAE.
+    assert not (wd / "mlflow.db").exists() and not (wd / "mlartifacts").exists()
+    stored = {p.name for p in (server.root / "artifacts").rglob("*") if p.is_file()}
+    assert {"weights.safetensors", "MLmodel", "_manifest.json", "outputs.json"} <= stored, stored
+    version = max(client.search_model_versions("name = 'vidgen-vae'"), key=lambda v: int(v.version))
+    assert version.tags["pipeline_run_id"] == pipeline.info.run_id
+    shard_dir = str(next(wd.rglob("_manifest.json")).parent)
+    script = textwrap.dedent(
+        f"""
+        import mlflow, numpy as np
+        from vidgen_core.data.readers import load_clips
+        clips, _ = load_clips({shard_dir!r}, "test", limit=2)
+        recon = mlflow.pyfunc.load_model("models:/vidgen-vae/{version.version}").predict(clips)
+        assert recon.shape == clips.shape and recon.dtype == np.uint8
+        print("OK")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=server.url, HOME=str(tmp_path))
+    loaded = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0 and loaded.stdout.strip().endswith("OK"), loaded.stderr[-3000:]
