@@ -10,7 +10,7 @@ by flattening it, so clips Ray Data has turned into tensors read the same way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -59,6 +59,22 @@ def frames_to_numpy(column: pa.ChunkedArray | pa.Array, clip_shape: tuple[int, .
     return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
 
 
+def iter_shard_clips(shard_dir: str, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(frames, labels)`` of one split, one shard at a time, in shard order, without Ray.
+
+    Yields uint8 ``(n, T, H, W, 3)`` and int64 ``(n,)`` for every shard holding
+    at least one clip of ``split``.
+    """
+    _check_split(split)
+    manifest = read_manifest(shard_dir)
+    clip_shape = tuple(manifest["clip_shape"])
+    for uri in shard_uris(shard_dir, manifest):
+        fs, path = storage.resolve(uri)
+        table = pq.read_table(path, filesystem=fs, columns=[COL_FRAMES, COL_LABEL], filters=[(COL_SPLIT, "=", split)])
+        if table.num_rows:
+            yield frames_to_numpy(table.column(COL_FRAMES), clip_shape), table.column(COL_LABEL).to_numpy().astype(np.int64)
+
+
 def load_clips(shard_dir: str, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Clips of one split as numpy, in shard order, without Ray.
 
@@ -66,27 +82,26 @@ def load_clips(shard_dir: str, split: str, limit: int | None = None) -> tuple[np
         ``(frames, labels)``: uint8 ``(N, T, H, W, 3)`` and int64 ``(N,)``, with
         ``N <= limit`` when ``limit`` is given.
     """
-    _check_split(split)
-    manifest = read_manifest(shard_dir)
-    clip_shape = tuple(manifest["clip_shape"])
     frames: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     n = 0
-    for uri in shard_uris(shard_dir, manifest):
+    if limit is not None and limit <= 0:
+        return _no_clips(shard_dir)
+    for shard_frames, shard_labels in iter_shard_clips(shard_dir, split):
+        keep = len(shard_frames) if limit is None else min(len(shard_frames), limit - n)
+        frames.append(shard_frames[:keep])
+        labels.append(shard_labels[:keep])
+        n += keep
         if limit is not None and n >= limit:
             break
-        fs, path = storage.resolve(uri)
-        table = pq.read_table(path, filesystem=fs, columns=[COL_FRAMES, COL_LABEL], filters=[(COL_SPLIT, "=", split)])
-        if limit is not None:
-            table = table.slice(0, limit - n)
-        if table.num_rows == 0:
-            continue
-        frames.append(frames_to_numpy(table.column(COL_FRAMES), clip_shape))
-        labels.append(table.column(COL_LABEL).to_numpy().astype(np.int64))
-        n += table.num_rows
     if not frames:
-        return np.zeros((0, *clip_shape), dtype=np.uint8), np.zeros((0,), dtype=np.int64)
+        return _no_clips(shard_dir)
     return np.concatenate(frames), np.concatenate(labels)
+
+
+def _no_clips(shard_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    clip_shape = tuple(read_manifest(shard_dir)["clip_shape"])
+    return np.zeros((0, *clip_shape), dtype=np.uint8), np.zeros((0,), dtype=np.int64)
 
 
 def _decode_batch(batch: pa.Table, clip_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
