@@ -101,3 +101,24 @@ def test_ray_data_reads_clips_only(shards) -> None:
     metadata = ds.schema().base_schema.metadata
     clips = _decode([r["frames"] for r in rows], metadata)
     assert clips.shape == (manifest["num_clips"], *manifest["clip_shape"])
+
+
+def test_clips_across_videos_takes_each_video_s_first_clip_before_any_second(shards) -> None:
+    import pyarrow.dataset as ds
+
+    from vidgen_core.data.readers import clips_across_videos
+
+    out, manifest = shards
+    rows = ds.dataset(str(out), format="parquet").to_table(columns=["video_id", "split", "frames"]).to_pylist()
+    split = max(("train", "val", "test"), key=lambda s: len({r["video_id"] for r in rows if r["split"] == s}))
+    in_split = [r for r in rows if r["split"] == split]
+    videos = list(dict.fromkeys(r["video_id"] for r in in_split))
+    assert len(videos) >= 2 and len(in_split) > len(videos)  # several videos, some with more than one clip
+    frames, labels = clips_across_videos(str(out), split, len(videos) + 1)
+    assert frames.shape == (len(videos) + 1, *manifest["clip_shape"]) and labels.shape == (len(videos) + 1,)
+    decoded = _decode([r["frames"] for r in in_split], ds.dataset(str(out), format="parquet").schema.metadata)
+    owner = [next(r["video_id"] for r, d in zip(in_split, decoded) if np.array_equal(d, f)) for f in frames]
+    assert set(owner[: len(videos)]) == set(videos)  # one clip of every video first...
+    assert owner[len(videos)] in videos  # ...then a second clip of one of them
+    reference, _ = load_clips(str(out), split)
+    assert all(any(np.array_equal(f, r) for r in reference) for f in frames)  # real clips of the split

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from vidgen_core import storage
 from vidgen_core.data.plan import SPLITS
-from vidgen_core.data.schema import COL_FRAMES, COL_LABEL, COL_SPLIT, read_manifest, shard_uris
+from vidgen_core.data.schema import COL_FRAMES, COL_LABEL, COL_SPLIT, COL_VIDEO_ID, read_manifest, shard_uris
 
 if TYPE_CHECKING:
     import ray.data
@@ -97,6 +97,49 @@ def load_clips(shard_dir: str, split: str, limit: int | None = None) -> tuple[np
     if not frames:
         return _no_clips(shard_dir)
     return np.concatenate(frames), np.concatenate(labels)
+
+
+def clips_across_videos(shard_dir: str, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``limit`` clips of one split drawn round-robin over its videos, without Ray.
+
+    The first clip of every video (in shard order), then the second of every
+    video, and so on: a preview of 4 clips shows 4 videos where :func:`load_clips`
+    would show 4 windows of the first one. Only the chosen clips' frames are
+    decoded, one shard at a time.
+
+    Returns:
+        ``(frames, labels)``: uint8 ``(N, T, H, W, 3)`` and int64 ``(N,)``, ``N <= limit``.
+    """
+    _check_split(split)
+    manifest = read_manifest(shard_dir)
+    uris = shard_uris(shard_dir, manifest)
+    first_seen: dict[str, int] = {}  # video id -> its order of appearance
+    seen_clips: dict[str, int] = {}  # video id -> its clips so far (a video may span shards)
+    candidates: list[tuple[int, int, int, int]] = []  # (index within its video, video order, shard, row)
+    for shard, uri in enumerate(uris):
+        fs, path = storage.resolve(uri)
+        ids = pq.read_table(path, filesystem=fs, columns=[COL_VIDEO_ID], filters=[(COL_SPLIT, "=", split)])
+        for row, vid in enumerate(ids.column(COL_VIDEO_ID).to_pylist()):
+            order = first_seen.setdefault(vid, len(first_seen))
+            index = seen_clips.get(vid, 0)
+            seen_clips[vid] = index + 1
+            candidates.append((index, order, shard, row))
+    chosen = sorted(candidates)[: max(limit, 0)]
+    if not chosen:
+        return _no_clips(shard_dir)
+    clip_shape = tuple(manifest["clip_shape"])
+    picked: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
+    for shard in sorted({c[2] for c in chosen}):
+        rows = [c[3] for c in chosen if c[2] == shard]
+        fs, path = storage.resolve(uris[shard])
+        table = pq.read_table(path, filesystem=fs, columns=[COL_FRAMES, COL_LABEL], filters=[(COL_SPLIT, "=", split)])
+        table = table.take(pa.array(rows))
+        frames = frames_to_numpy(table.column(COL_FRAMES), clip_shape)
+        labels = table.column(COL_LABEL).to_numpy().astype(np.int64)
+        for i, row in enumerate(rows):
+            picked[(shard, row)] = (frames[i], int(labels[i]))
+    ordered = [picked[(c[2], c[3])] for c in chosen]
+    return np.stack([f for f, _ in ordered]), np.array([lab for _, lab in ordered], dtype=np.int64)
 
 
 def _no_clips(shard_dir: str) -> tuple[np.ndarray, np.ndarray]:

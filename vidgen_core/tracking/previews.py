@@ -27,10 +27,11 @@ QUALITY_METRICS = ("val_psnr", "val_ssim", "val_colour_ratio")
 
 
 def _preview_clips(shard_dir: str) -> np.ndarray:
-    from vidgen_core.data.readers import load_clips
+    """PREVIEW_CLIPS val (else test) clips, each from a different video where the split has enough."""
+    from vidgen_core.data.readers import clips_across_videos
 
     for split in ("val", "test"):
-        frames, _ = load_clips(shard_dir, split, PREVIEW_CLIPS)
+        frames, _ = clips_across_videos(shard_dir, split, PREVIEW_CLIPS)
         if len(frames):
             return frames
     return np.zeros((0,), dtype=np.uint8)

@@ -145,16 +145,20 @@ VALIDATION_CLIPS = 32
 
 
 def validation_clips(shard_dir: str | None) -> np.ndarray | None:
-    """Up to VALIDATION_CLIPS uint8 val clips (N, T, H, W, 3) (test clips if there is no val split), or None."""
+    """Up to VALIDATION_CLIPS uint8 val clips (N, T, H, W, 3) (test clips if there is no val split), or None.
+
+    Drawn round-robin over the split's videos, so the preview strip and the scores
+    cover as many videos as there are clips (not 32 windows of the first video).
+    """
     if shard_dir is None:
         return None
-    from vidgen_core.data.readers import load_clips
+    from vidgen_core.data.readers import clips_across_videos
     from vidgen_core.data.schema import read_manifest
 
     if not read_manifest(shard_dir).get("shards"):  # a dataset handed in directly: nothing on disk to score
         return None
     for split in ("val", "test"):
-        frames, _ = load_clips(shard_dir, split, VALIDATION_CLIPS)
+        frames, _ = clips_across_videos(shard_dir, split, VALIDATION_CLIPS)
         if len(frames):
             return frames
     return None
