@@ -7,7 +7,9 @@ bench/RESULTS.md). So each bench:
 - samples the 1-minute load average while it runs (:class:`LoadWatch`) and
   prints it, with the core count, beside every figure;
 - marks its summary ``"busy": true`` and says so in words when the load
-  exceeded ``BUSY_LOAD_PER_CORE`` per core at any sample;
+  beyond its own exceeded ``BUSY_LOAD_PER_CORE`` per core at any sample (a bench
+  declares ``own_load``, the CPUs its contenders keep busy: a one-thread
+  training bench alone puts the load at ~1, which is not somebody else's job);
 - alternates contenders (A, B, A, B, ...) so drift hits both alike, and reports
   the median of at least three repeats (:func:`alternate`, :func:`median`).
 
@@ -48,9 +50,11 @@ class LoadWatch:
         interval_s: float = 1.0,
         threshold_per_core: float = BUSY_LOAD_PER_CORE,
         load_fn: Callable[[], float] = lambda: os.getloadavg()[0],
+        own_load: float = 0.0,
     ) -> None:
         self.interval_s = interval_s
         self.load_fn = load_fn
+        self.own_load = own_load  # runnable threads the bench itself keeps busy
         self.threshold = threshold_per_core * cores()
         self.samples: list[float] = []
         self._stop = threading.Event()
@@ -82,20 +86,27 @@ class LoadWatch:
         return max(self.samples) if self.samples else self.load_fn()
 
     @property
+    def other_load(self) -> float:
+        """The worst load seen beyond the bench's own."""
+        return max(0.0, self.max_load - self.own_load)
+
+    @property
     def busy(self) -> bool:
-        return self.max_load > self.threshold
+        return self.other_load > self.threshold
 
     def fields(self) -> dict[str, Any]:
-        """What goes beside every figure: load now, the worst seen, cores, and the verdict."""
+        """What goes beside every figure: load now, the worst seen, the bench's own, cores, and the verdict."""
         return {"load_avg_1m": round(self.load_fn(), 2), "load_avg_1m_max": round(self.max_load, 2),
-                "cores": cores(), "busy": self.busy}
+                "own_load": self.own_load, "cores": cores(), "busy": self.busy}
 
     def verdict(self) -> str:
         """One line in words for the summary."""
         if self.busy:
-            return (f"BUSY: 1-min load reached {self.max_load:.1f} on {cores()} cores (> {BUSY_LOAD_PER_CORE} per "
-                    "core); these figures are not quiet-machine figures, do not quote them as headline numbers")
-        return f"quiet: 1-min load at most {self.max_load:.1f} on {cores()} cores"
+            return (f"BUSY: 1-min load reached {self.max_load:.1f} on {cores()} cores, {self.other_load:.1f} beyond "
+                    f"the bench's own {self.own_load:g} (> {BUSY_LOAD_PER_CORE} per core); these figures are not "
+                    "quiet-machine figures, do not quote them as headline numbers")
+        return (f"quiet: 1-min load at most {self.max_load:.1f} on {cores()} cores, of which the bench's own "
+                f"{self.own_load:g}")
 
 
 def alternate(contenders: dict[str, Callable[[], dict[str, Any]]], repeats: int = MIN_REPEATS) -> dict[str, list]:

@@ -164,7 +164,7 @@ def main() -> None:
 
         times: dict[str, list[float]] = {"pyav": [], "vidgen": []}
         cpus: dict[str, list[float]] = {"pyav": [], "vidgen": []}
-        watch = LoadWatch().__enter__()
+        watch = LoadWatch(own_load=args.procs).__enter__()  # each contender keeps `procs` CPUs busy
         for rep in range(args.repeats):  # alternating contenders: drift in other load hits both
             t, n, cpu = run_pyav(files, args.procs)
             assert n == total, (n, total)

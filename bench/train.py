@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     info = {"bench": "train", "model": "vae base16 mult[1,2] 2x4x4", "clip": [CLIP_LEN, SIZE, SIZE],
             "batch": cfg.train_vae.batch_size, "steps": args.steps, "threads": args.threads, "cpus": os.cpu_count(),
             "load_avg_1m": os.getloadavg()[0]}
-    watch = LoadWatch().__enter__()
+    watch = LoadWatch(own_load=args.threads).__enter__()  # each contender keeps `threads` CPUs busy
     plain, rays = [run_plain(cfg, data, args.threads)], []
     with tempfile.TemporaryDirectory() as root:
         for i in range(args.repeats):

@@ -30,6 +30,13 @@ def test_threshold_is_per_core(harness):
     loaded.sample()
     assert loaded.busy and loaded.verdict().startswith("BUSY")
     assert loaded.fields()["cores"] == n
+    # A one-thread bench on an otherwise idle machine puts the load at ~1 itself: not busy.
+    own = harness.LoadWatch(load_fn=lambda: 1.0 + 0.4 * n, own_load=1.0)
+    own.sample()
+    assert not own.busy and own.fields()["own_load"] == 1.0
+    other = harness.LoadWatch(load_fn=lambda: 1.0 + 0.6 * n, own_load=1.0)
+    other.sample()
+    assert other.busy and "beyond the bench's own 1" in other.verdict()
 
 
 def test_alternate_interleaves_and_median(harness):
