@@ -154,6 +154,8 @@ def test_fit_gan_runs_with_finite_losses(num_classes: int) -> None:
     assert len(logs) == 2 and checkpoints == [2, 4]
     for key in ("loss", "loss_d", "loss_g", "d_real", "d_fake", "grad_norm_d", "grad_norm_g", "lr_g", "lr_d"):
         assert math.isfinite(logs[-1][key]), key
+    # The auxiliary class loss (on by default) exists only where there are classes.
+    assert ("class_d" in logs[-1] and "class_g" in logs[-1]) == (num_classes > 0)
     assert g.conditional == (num_classes > 0)
     # Latents reaching D have unit std on the first batch.
     with torch.no_grad():

@@ -105,7 +105,7 @@ def train_judge(
     labels: np.ndarray,
     num_classes: int,
     *,
-    steps: int = 400,
+    steps: int = 800,
     batch_size: int = 32,
     lr: float = 3e-3,
     width: int = 32,

@@ -154,7 +154,10 @@ class LatentDiscriminator(nn.Module):
     hinge-loss GANs; R1 (``r1_gamma``) is the alternative. Inputs larger than
     16×16 (pixel clips) are first halved in space by strided convs. Class
     conditioning is the projection discriminator (Miyato & Koyama 2018):
-    logit += <embed(y), features>.
+    logit += <embed(y), features>. With ``GANConfig.class_loss > 0`` it also has
+    an auxiliary class head (AC-GAN, Odena et al. 2017), read with
+    ``forward(..., with_class=True)``; :mod:`vidgen_core.train.gan_steps` trains it
+    on real samples only.
     """
 
     def __init__(self, cfg: GANConfig, latent_shape: tuple[int, ...], num_classes: int) -> None:
@@ -177,9 +180,18 @@ class LatentDiscriminator(nn.Module):
         self.conv3 = sn(conv3d(2 * ch, 2 * ch))
         self.linear = sn(nn.Linear(2 * ch, 1))
         self.embed = sn(nn.Embedding(num_classes, 2 * ch)) if self.conditional else None
+        # Configs saved before the option existed have no class head.
+        has_head = self.conditional and getattr(cfg, "class_loss", 0.0) > 0
+        self.class_head = nn.Linear(2 * ch, num_classes) if has_head else None
 
-    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """latents (B, C, T', H', W'), labels (B,) or None -> logits (B,)."""
+    def forward(
+        self, latents: torch.Tensor, labels: torch.Tensor | None = None, with_class: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """latents (B, C, T', H', W'), labels (B,) or None -> logits (B,).
+
+        ``with_class=True`` (needs the class head) -> (logits (B,), class logits (B, num_classes)):
+        one forward for both, as DDP requires.
+        """
         if latents.dim() != 5 or tuple(latents.shape[1:]) != self.latent_shape:
             raise ValueError(f"expected latents (B, {', '.join(map(str, self.latent_shape))}), got {tuple(latents.shape)}")
         h = self.pre(F.leaky_relu(self.conv1(latents), 0.2))
@@ -192,6 +204,10 @@ class LatentDiscriminator(nn.Module):
             if labels is None:
                 raise ValueError("this discriminator is class-conditional: pass labels (B,) in [0, num_classes)")
             logits = logits + (self.embed(labels) * feat).sum(dim=1)
+        if with_class:
+            if self.class_head is None:
+                raise ValueError("this discriminator has no class head: set gan.class_loss > 0 for a conditional GAN")
+            return logits, self.class_head(feat)
         return logits
 
 

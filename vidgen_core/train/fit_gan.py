@@ -191,9 +191,10 @@ def fit_gan(
             real = real_samples(frames)
             reals.append(real if pixel else numerics.to_input(real * scale))
             ys.append(_labels(labels, conditional, num_classes, dev))
-        metrics = discriminator_step(generator, discriminator, opt_d, reals, ys, numerics, gan_cfg.r1_gamma)
+        class_loss = getattr(gan_cfg, "class_loss", 0.0)
+        metrics = discriminator_step(generator, discriminator, opt_d, reals, ys, numerics, gan_cfg.r1_gamma, class_loss)
         metrics.update(generator_step(
-            generator, discriminator, opt_g, reals[0].shape[0], ys, numerics, getattr(gan_cfg, "mode_seeking", 0.0)
+            generator, discriminator, opt_g, reals[0].shape[0], ys, numerics, getattr(gan_cfg, "mode_seeking", 0.0), class_loss
         ))
         metrics["loss"] = metrics["loss_d"] + metrics["loss_g"]
         if ema is not None:

@@ -4,12 +4,16 @@ Each runs ``len(micro-batches)`` forward/backward passes (gradient
 accumulation; DDP syncs only on the last) and one optimizer step through its
 own :class:`~vidgen_core.train.optim.Optim` (Adam, schedule, clipping,
 scaler). Losses are hinge losses computed in float32, plus the optional R1
-penalty on real samples for D.
+penalty on real samples for D and the optional auxiliary class loss (AC-GAN):
+D learns to classify *real* samples, G to make samples D classifies as their
+label. D's class head never trains on fakes, so it cannot learn that "fake"
+is a class of its own.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vidgen_core.train.losses import hinge_d_loss, hinge_g_loss, mode_seeking_penalty, r1_penalty
@@ -30,12 +34,14 @@ def discriminator_step(
     labels: list[torch.Tensor | None],
     numerics: Numerics,
     r1_gamma: float = 0.0,
+    class_loss: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """One D update on real samples (each (b, C, T', H', W')) vs fresh fakes; returns detached metrics.
 
     Real and fake go through D in ONE forward: a DDP module must not run forward
     twice before its backward. With ``r1_gamma > 0`` the loss adds
-    ``r1_gamma / 2 · R1`` on the real half.
+    ``r1_gamma / 2 · R1`` on the real half; with ``class_loss > 0`` (and labels)
+    ``class_loss ·`` the cross-entropy of D's class head on the real half.
     """
     optim.zero_grad()
     noise_dim = unwrap(generator).noise_dim
@@ -49,10 +55,16 @@ def discriminator_step(
                 fake = generator(noise, y)
             real_in = real.detach().requires_grad_(r1_gamma > 0)
             both = numerics.to_input(torch.cat([real_in, fake.to(real_in.dtype)]))
+            classify = class_loss > 0 and y is not None
             with numerics.autocast():
-                logits = discriminator(both, _pair(y)).float()
+                out_d = discriminator(both, _pair(y), with_class=classify)
+            logits = (out_d[0] if classify else out_d).float()
             loss = hinge_d_loss(logits[:b], logits[b:])
             terms = {"loss_d": loss, "d_real": logits[:b].mean(), "d_fake": logits[b:].mean()}
+            if classify:
+                ce = F.cross_entropy(out_d[1][:b].float(), y)
+                loss = loss + class_loss * ce
+                terms["class_d"] = ce
             if r1_gamma > 0:
                 r1 = r1_penalty(logits[:b], real_in)
                 loss = loss + 0.5 * r1_gamma * r1
@@ -72,6 +84,7 @@ def generator_step(
     labels: list[torch.Tensor | None],
     numerics: Numerics,
     mode_seeking: float = 0.0,
+    class_loss: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """One G update against the current D over ``len(labels)`` micro-batches of ``batch_size``.
 
@@ -80,22 +93,30 @@ def generator_step(
     With ``mode_seeking > 0``, G also draws a second noise for the first half of
     the batch (same labels), in the same forward pass (DDP allows one per
     backward), and the loss adds ``mode_seeking`` times the mode-seeking penalty.
+    With ``class_loss > 0`` (and labels) it adds ``class_loss ·`` the
+    cross-entropy of D's class head on the samples against their labels.
     """
     optim.zero_grad()
     noise_dim = unwrap(generator).noise_dim
     device = next(unwrap(generator).parameters()).device
     loss_sum = torch.zeros((), device=device)
     ms_sum = torch.zeros((), device=device)
+    ce_sum = torch.zeros((), device=device)
     n = len(labels)
     half = batch_size // 2 if mode_seeking > 0 else 0
     for i, y in enumerate(labels):
         with no_sync(generator, i < n - 1), no_sync(discriminator, True):
             noise = torch.randn(batch_size + half, noise_dim, device=device)
             y_all = torch.cat([y, y[:half]]) if y is not None and half else y
+            classify = class_loss > 0 and y is not None
             with numerics.autocast():
                 samples = generator(noise, y_all)
-                logits = discriminator(numerics.to_input(samples[:batch_size]), y).float()
-            loss = hinge_g_loss(logits)
+                out_d = discriminator(numerics.to_input(samples[:batch_size]), y, with_class=classify)
+            loss = hinge_g_loss((out_d[0] if classify else out_d).float())
+            if classify:
+                ce = F.cross_entropy(out_d[1].float(), y)
+                loss = loss + class_loss * ce
+                ce_sum = ce_sum + ce.detach() / n
             if half:
                 ms = mode_seeking_penalty(samples[:half].float(), samples[batch_size:].float(), noise[:half], noise[batch_size:])
                 loss = loss + mode_seeking * ms
@@ -105,4 +126,6 @@ def generator_step(
     out = {"loss_g": loss_sum, "grad_norm_g": optim.step()}
     if half:
         out["mode_seeking"] = ms_sum
+    if class_loss > 0 and labels[0] is not None:
+        out["class_g"] = ce_sum
     return out
