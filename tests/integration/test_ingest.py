@@ -19,7 +19,7 @@ from vidgen_core.config import DataConfig, IngestConfig
 from vidgen_core.data import schema
 from vidgen_core.data.ingest import run_ingest
 from vidgen_core.data.plan import assign_split, plan_clips
-from vidgen_core.data.readers import frames_to_numpy, load_clips, read_split
+from vidgen_core.data.readers import frames_to_numpy, iter_shard_clips, load_clips, read_split, read_split_in_memory
 from vidgen_core.errors import UserError
 from vidgen_core.video.decode import VideoDecodeError, iter_frames, probe
 from vidgen_core.video.encode import write_mp4
@@ -156,8 +156,12 @@ def test_load_clips_returns_exactly_the_decoded_pixels(ingested: dict) -> None:
                     pass  # the truncated file: its kept clips precede the damage
             np.testing.assert_array_equal(frames[i], np.stack(decoded[source][start : start + 8]))
     assert total == manifest["num_clips"]
-    few, few_labels = load_clips(str(out), "train", limit=3)
-    assert few.shape[0] == few_labels.shape[0] == min(3, manifest["clips_per_split"]["train"])
+    every, every_label = load_clips(str(out), "train")
+    for limit in (1, 3, len(every) + 5):  # cut inside the first shard, and past the end
+        few, few_labels = load_clips(str(out), "train", limit=limit)
+        assert few.shape[0] == few_labels.shape[0] == min(limit, len(every))
+        np.testing.assert_array_equal(few, every[:limit])
+        np.testing.assert_array_equal(few_labels, every_label[:limit])
 
 
 def test_frames_to_numpy_reads_extension_and_storage(ingested: dict) -> None:
@@ -192,6 +196,19 @@ def test_read_split(ingested: dict) -> None:
     batch = next(iter(ds.iter_batches(batch_size=4, batch_format="numpy")))
     assert set(batch) == {"frames", "label"}
     assert batch["frames"].shape[1:] == (8, 16, 16, 3) and batch["frames"].dtype == np.uint8
+
+
+def test_read_split_in_memory_holds_the_split_one_block_per_shard_in_a_seeded_order(ingested: dict) -> None:
+    out = str(ingested["out"])
+    frames, labels = load_clips(out, "train")
+    shards = sum(1 for _ in iter_shard_clips(out, "train"))
+    ds = read_split_in_memory(out, "train", seed=3)
+    assert ds.num_blocks() == shards
+    rows = ds.take_all()
+    got = sorted((int(r["label"]), r["frames"].tobytes()) for r in rows)
+    assert got == sorted((int(lab), f.tobytes()) for f, lab in zip(frames, labels))
+    first = [r["frames"].tobytes() for r in rows]
+    assert first == [r["frames"].tobytes() for r in read_split_in_memory(out, "train", seed=3).take_all()]
 
 
 def test_same_inputs_reuse_the_shards(ingested: dict) -> None:

@@ -115,44 +115,14 @@ def read_train_split(shard_dir: str, manifest: dict[str, Any] | None, seed: int 
     """
     import ray
 
-    from vidgen_core.data.readers import read_split
+    from vidgen_core.data.readers import read_split, read_split_in_memory
 
     manifest = manifest or {}
     nbytes = manifest.get("clips_per_split", {}).get("train", 0) * int(np.prod(manifest.get("clip_shape") or [0]))
     budget = min(CACHE_MAX_BYTES, 0.25 * ray.cluster_resources().get("object_store_memory", 0))
     if 0 < nbytes <= budget:
-        return _small_split_in_object_store(shard_dir, "train", seed)
+        return read_split_in_memory(shard_dir, "train", seed)
     return read_split(shard_dir, "train").randomize_block_order(seed=seed)
-
-
-def _small_split_in_object_store(shard_dir: str, split: str, seed: int) -> ray.data.Dataset:
-    """One block per shard (columns ``frames``, uint8 tensors (T, H, W, 3), and ``label``), in a seeded order."""
-    import pyarrow as pa
-    import ray.data
-    from ray.data.extensions import ArrowTensorArray
-
-    from vidgen_core.data.readers import iter_shard_clips
-    from vidgen_core.data.schema import COL_FRAMES, COL_LABEL
-
-    blocks = [pa.table({COL_FRAMES: ArrowTensorArray.from_numpy(frames), COL_LABEL: pa.array(labels)})
-              for frames, labels in iter_shard_clips(shard_dir, split)]
-    order = np.random.default_rng(seed).permutation(len(blocks))
-    return ray.data.from_arrow([blocks[i] for i in order])
-
-
-def find_user_error(exc: BaseException) -> UserError | None:
-    """The UserError a worker raised, dug out of Ray's WorkerGroupError / RayTaskError wrappers."""
-    todo, seen = [exc], set()
-    while todo:
-        err = todo.pop()
-        if id(err) in seen:
-            continue
-        seen.add(id(err))
-        if isinstance(err, UserError):
-            return err
-        todo.extend(getattr(err, "worker_failures", {}).values())
-        todo.extend(e for e in (getattr(err, "cause", None), err.__cause__, err.__context__) if isinstance(e, BaseException))
-    return None
 
 
 def run_trainer(
