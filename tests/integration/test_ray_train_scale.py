@@ -206,3 +206,12 @@ def test_use_gpu_without_gpus_fails_on_the_driver(tmp_path, ray_cluster) -> None
     with pytest.raises(UserError, match="train_vae.use_gpu is true but no GPU is visible to Ray; set it to false"):
         train_vae_ray(_config(use_gpu=True), str(tmp_path), str(tmp_path / "m"), str(tmp_path / "ray"), "gpu",
                       None, None, dataset=_dataset(ray_cluster, 4))
+
+
+def test_a_worker_bigger_than_any_node_fails_on_the_driver(tmp_path, ray_cluster) -> None:
+    from vidgen_core.train.ray_train import train_vae_ray
+
+    cfg = _config(cpus_per_worker=3.0)  # the test cluster's one node has 2
+    with pytest.raises(UserError, match=r"train_vae.cpus_per_worker is 3 but the largest node of the cluster has 2 CPUs"):
+        train_vae_ray(cfg, str(tmp_path), str(tmp_path / "m"), str(tmp_path / "ray"), "cpus",
+                      None, None, dataset=_dataset(ray_cluster, 4))

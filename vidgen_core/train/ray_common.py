@@ -100,6 +100,29 @@ def check_gpu(cfg: PipelineConfig, train_cfg: TrainConfig, section: str) -> None
     warnings.warn(f"{section}.use_gpu is true and the cluster has no GPU yet: waiting for the autoscaler", stacklevel=2)
 
 
+def check_worker_fits(cfg: PipelineConfig, train_cfg: TrainConfig, section: str) -> None:
+    """A worker that asks for more CPUs than any node has never starts: fail now on a local cluster.
+
+    Ray Train would wait for the resources instead (on a local cluster,
+    forever). A remote cluster may have an autoscaler that adds bigger nodes,
+    so there it only warns.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    largest = max((n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    if train_cfg.cpus_per_worker <= largest:
+        return
+    message = (
+        f"{section}.cpus_per_worker is {train_cfg.cpus_per_worker:g} but the largest node of the cluster has "
+        f"{largest:g} CPUs, so no {section} worker can start"
+    )
+    if cfg.ray.address is None and not os.environ.get("RAY_ADDRESS"):
+        raise UserError(f"{message}; lower {section}.cpus_per_worker (or start Ray with more CPUs: ray.num_cpus)")
+    warnings.warn(f"{message} yet: waiting for the autoscaler", stacklevel=2)
+
+
 def read_train_split(shard_dir: str, manifest: dict[str, Any] | None, seed: int = 0) -> ray.data.Dataset:
     """The train split, its blocks in a seeded random order; a small one is read into the object store.
 
