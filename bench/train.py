@@ -16,7 +16,11 @@ other load on a shared machine, and the summary gives the median of those
 ratios. Ray workers are started at nice 0 like the plain loop (Ray's default
 is 15, which on a shared machine hands the CPU to every other job).
 
-    .venv/bin/python bench/train.py [--threads 1] [--steps 60] [--repeats 3] [--ray-worker-niceness 0]
+    .venv/bin/python bench/train.py [--threads 1] [--workers 1] [--steps 60] [--repeats 3] [--ray-worker-niceness 0]
+
+With ``--workers N`` the Ray run is N DDP workers of ``threads`` CPUs each on
+batch 8/N apiece, and the plain loop runs the same global batch of 8 on
+N·threads torch threads: the same work on the same CPUs, one process against N.
 
 Prints one JSON line per run and one summary line with the ratio (goal ≥ 0.97).
 """
@@ -57,13 +61,19 @@ def clips(n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def config(steps: int, threads: int) -> PipelineConfig:
+GLOBAL_BATCH = 8
+
+
+def config(steps: int, threads: int, workers: int = 1) -> PipelineConfig:
+    """The Ray run's config: ``workers`` DDP workers of ``threads`` CPUs, GLOBAL_BATCH / workers clips each."""
+    if GLOBAL_BATCH % workers:
+        raise SystemExit(f"--workers must divide the global batch of {GLOBAL_BATCH}")
     return PipelineConfig.model_validate({
         "ingest": {"clip_len": CLIP_LEN, "size": SIZE},
         "vae": {"base_channels": 16, "channel_mult": [1, 2]},
         "train_vae": {
-            "steps": steps, "batch_size": 8, "lr": 1e-3, "log_every": 10, "checkpoint_every": 10**6,
-            "num_workers": 1, "cpus_per_worker": float(threads), "max_failures": 0,
+            "steps": steps, "batch_size": GLOBAL_BATCH // workers, "lr": 1e-3, "log_every": 10,
+            "checkpoint_every": 10**6, "num_workers": workers, "cpus_per_worker": float(threads), "max_failures": 0,
         },
     })
 
@@ -91,8 +101,10 @@ class CpuClock:
 
 
 def run_plain(cfg: PipelineConfig, data: np.ndarray, threads: int) -> dict[str, Any]:
+    """The plain loop on the Ray run's global batch, one process of ``threads`` torch threads."""
     torch.set_num_threads(threads)
-    b = cfg.train_vae.batch_size
+    b = GLOBAL_BATCH
+    cfg = cfg.model_copy(update={"train_vae": cfg.train_vae.model_copy(update={"batch_size": b, "num_workers": 1})})
     batches = [(data[i : i + b], np.zeros(b, dtype=np.int64)) for i in range(0, len(data) - b + 1, b)]
 
     def cycle():
@@ -122,7 +134,9 @@ def run_ray(cfg: PipelineConfig, data: np.ndarray, threads: int, root: str) -> d
     t0 = time.perf_counter()
     out = train_vae_ray(cfg, os.path.join(root, "no-shards"), os.path.join(root, "model"), os.path.join(root, "ray"),
                         f"bench-{int(time.time())}", None, None, dataset=ds)
-    return {"what": "ray", "step_time_s": out["steady_step_time_s"], "cpu_s_per_step": out["steady_cpu_s_per_step"],
+    # Rank 0 measures its own process; the ranks do equal work, so the run's CPU is that times the workers.
+    cpu = out["steady_cpu_s_per_step"] * cfg.train_vae.num_workers
+    return {"what": "ray", "step_time_s": out["steady_step_time_s"], "cpu_s_per_step": cpu,
             "wall_s": time.perf_counter() - t0, "torch_threads": out["torch_threads"], "niceness": out["niceness"],
             "final_loss": out["final_loss"]}
 
@@ -130,6 +144,7 @@ def run_ray(cfg: PipelineConfig, data: np.ndarray, threads: int, root: str) -> d
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads in both runs (= Ray worker CPUs)")
+    p.add_argument("--workers", type=int, default=1, help="Ray Train DDP workers (the plain loop gets their CPUs)")
     p.add_argument("--steps", type=int, default=60, help="steps per run; windows of 10, the first is warm-up")
     p.add_argument("--repeats", type=int, default=3, help="Ray runs, each between two plain runs")
     p.add_argument("--ray-worker-niceness", type=int, default=0, help="nice of Ray's workers (Ray's default: 15)")
@@ -140,17 +155,18 @@ def main(argv: list[str] | None = None) -> None:
     # loop runs at nice 0. On a machine shared with other jobs that alone costs the Ray
     # worker wall time (it yields the CPU to everyone else), so both run at nice 0 here.
     os.environ["RAY_worker_niceness"] = str(args.ray_worker_niceness)
-    ray.init(address="local", num_cpus=args.threads + 1, include_dashboard=False, log_to_driver=False)
-    cfg, data = config(args.steps, args.threads), clips(NUM_CLIPS)
+    cpus = args.threads * args.workers
+    ray.init(address="local", num_cpus=cpus + 1, include_dashboard=False, log_to_driver=False)
+    cfg, data = config(args.steps, args.threads, args.workers), clips(NUM_CLIPS)
     info = {"bench": "train", "model": "vae base16 mult[1,2] 2x4x4", "clip": [CLIP_LEN, SIZE, SIZE],
-            "batch": cfg.train_vae.batch_size, "steps": args.steps, "threads": args.threads, "cpus": os.cpu_count(),
-            "load_avg_1m": os.getloadavg()[0]}
-    watch = LoadWatch(own_load=args.threads).__enter__()  # each contender keeps `threads` CPUs busy
-    plain, rays = [run_plain(cfg, data, args.threads)], []
+            "batch": GLOBAL_BATCH, "steps": args.steps, "threads": args.threads, "workers": args.workers,
+            "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
+    watch = LoadWatch(own_load=cpus).__enter__()  # each contender keeps `cpus` CPUs busy
+    plain, rays = [run_plain(cfg, data, cpus)], []
     with tempfile.TemporaryDirectory() as root:
         for i in range(args.repeats):
             rays.append(run_ray(cfg, data, args.threads, os.path.join(root, str(i))))
-            plain.append(run_plain(cfg, data, args.threads))
+            plain.append(run_plain(cfg, data, cpus))
     ray.shutdown()
     watch.__exit__()
     ratios, cpu_ratios = [], []
@@ -167,11 +183,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(plain)} plain / {len(rays)} Ray runs); ratio ray/plain median {float(np.median(ratios)):.3f} "
         f"[{', '.join(f'{x:.3f}' for x in ratios)}] (goal >= 0.97); CPU-time ratio (plain CPU s/step over Ray's) "
         f"median {float(np.median(cpu_ratios)):.3f}; threads plain={plain[0]['torch_threads']} "
-        f"ray={rays[0]['torch_threads']}; nice plain={plain[0]['niceness']} ray={rays[0]['niceness']}; "
+        f"ray={args.workers}x{rays[0]['torch_threads']}; nice plain={plain[0]['niceness']} ray={rays[0]['niceness']}; "
         f"load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
         flush=True,
     )
-    print(json.dumps({"summary": "train", "ratio_ray_over_plain_median": round(float(np.median(ratios)), 3),
+    print(json.dumps({"summary": "train", "workers": args.workers, "ratio_ray_over_plain_median": round(float(np.median(ratios)), 3),
                       "cpu_ratio_median": round(float(np.median(cpu_ratios)), 3), "goal": 0.97,
                       "repeats": len(rays), **watch.fields(), "verdict": watch.verdict()}), flush=True)
 
