@@ -1,11 +1,13 @@
-"""Compress streams: peak memory does not grow with the video's length (1x vs 4x the frames).
+"""Compress streams: peak memory does not grow with the video's length (1x vs 8x the frames).
 
 Each length runs in a fresh child process (peak RSS is per process and never
 goes down). Two figures per run: the whole process's peak (VmHWM), and the
 peak *above* what the process held once the model was built and one short
 video compressed (the allocator warmed up). The first is the issue's
 criterion (ratio <= 1.2); the second is the sensitive one: holding every
-frame of the 4x video would add ~15 MB there.
+frame of the 8x video would add ~29 MB there, ~25 MB more than the 1x video's.
+(At 4x that signal was ~11 MB against run-to-run noise of up to 9 MB measured
+in CI: too close to tell apart.)
 
 The children run with a fixed glibc mmap threshold: by default glibc raises
 it after the first large free, and the VAE's per-window conv buffers (~100 MB
@@ -59,17 +61,19 @@ def test_peak_memory_of_compress_does_not_grow_with_length(tmp_path) -> None:
 
     frames = moving_square_frames(48, 144, 176)
     paths = {}
-    for name, copies in (("warm", 0), ("x1", 1), ("x4", 4)):
+    for name, copies in (("warm", 0), ("x1", 1), ("x8", 8)):
         paths[name] = tmp_path / f"{name}.mp4"
         with Mp4Writer(paths[name], fps=12, crf=20) as w:
             for f in frames[:8] if copies == 0 else np.concatenate([frames] * copies):
                 w.write(f)
     tests = Path(__file__).resolve().parents[1]
-    one, four = (_run(tests, paths[k], paths["warm"], tmp_path) for k in ("x1", "x4"))
-    assert (one["frames"], four["frames"]) == (48, 192)
-    assert four["peak"] <= 1.2 * one["peak"], (one, four)
-    grow_one, grow_four = one["peak"] - one["base"], four["peak"] - four["base"]
-    # 4x the frames must not mean more memory: allow 8 MB of allocator noise, far below one copy of the video.
-    assert grow_four <= grow_one + (8 << 20), (grow_one >> 20, grow_four >> 20)
-    print(f"peak RSS 1x {one['peak'] >> 20} MB, 4x {four['peak'] >> 20} MB (ratio {four['peak'] / one['peak']:.3f}); "
-          f"above the warm base: {grow_one >> 20} MB vs {grow_four >> 20} MB")
+    one, eight = (_run(tests, paths[k], paths["warm"], tmp_path) for k in ("x1", "x8"))
+    assert (one["frames"], eight["frames"]) == (48, 384)
+    assert eight["peak"] <= 1.2 * one["peak"], (one, eight)
+    grow_one, grow_eight = one["peak"] - one["base"], eight["peak"] - eight["base"]
+    # 8x the frames must not mean more memory. Allow 2/3 of what holding the extra frames
+    # (uint8, 25 MB) would add: above the allocator's noise (up to 10 MB seen), below a leak of them.
+    tolerance = (8 - 1) * frames[0].nbytes * len(frames) * 2 // 3
+    assert grow_eight <= grow_one + tolerance, (grow_one >> 20, grow_eight >> 20, tolerance >> 20)
+    print(f"peak RSS 1x {one['peak'] >> 20} MB, 8x {eight['peak'] >> 20} MB (ratio {eight['peak'] / one['peak']:.3f}); "
+          f"above the warm base: {grow_one >> 20} MB vs {grow_eight >> 20} MB (tolerance {tolerance >> 20} MB)")
