@@ -149,13 +149,9 @@ def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
         reason = "the clips are not labelled with at least two classes: GAN figures use VAE-encoder features"
         ctx.client().set_tag(ctx.run_id, "vidgen.judge", reason)
         return {"judge_dir": None, "reason": reason}
-    j = cfg.judge
-    result = fit_judge(
-        train[0], train[1], len(names), steps=j.steps, batch_size=j.batch_size, lr=j.lr, width=j.width, seed=j.seed,
-        test=test if len(test[0]) else None,
-    )
+    result = fit_judge(train[0], train[1], len(names), cfg.judge, test=test if len(test[0]) else None)
     judge_dir = os.path.join(ctx.out_dir, "judge")
-    save_model(result.judge, "judge", {"width": j.width}, judge_dir, extra={"num_classes": len(names), "label_names": names})
+    save_model(result.judge, "judge", {"width": cfg.judge.width}, judge_dir, extra={"num_classes": len(names), "label_names": names})
     metrics = {"judge_train_accuracy": result.train_accuracy, "judge_test_accuracy": result.test_accuracy}
     ctx.log_metrics(metrics)
     return {"judge_dir": judge_dir, **metrics}

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidgen_core.config import JudgeConfig
 from vidgen_core.models.judge import VideoJudge, _device
 from vidgen_core.models.vae import frames_to_video
 
@@ -104,33 +105,33 @@ def train_judge(
     frames: np.ndarray,
     labels: np.ndarray,
     num_classes: int,
+    cfg: JudgeConfig | None = None,
     *,
-    steps: int = 800,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    width: int = 32,
-    seed: int = 0,
     test: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> JudgeResult:
     """Train a :class:`VideoJudge` on labelled uint8 clips (N, T, H, W, 3) with labels (N,) in [0, K).
 
-    Adam with a cosine decay, random batches drawn with ``seed`` (reproducible).
-    ``test`` (clips, labels) gives the held-out accuracy reported with it.
+    ``cfg`` (steps, batch size, lr, width, seed; None = the defaults of
+    :class:`~vidgen_core.config.JudgeConfig`): Adam with a cosine decay, random
+    batches drawn with ``cfg.seed`` (reproducible). ``test`` (clips, labels)
+    gives the held-out accuracy reported with it.
     """
     if len(frames) != len(labels) or len(frames) == 0:
         raise ValueError(f"need matching non-empty clips and labels, got {len(frames)} and {len(labels)}")
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes})")
-    torch.manual_seed(seed)
-    judge = VideoJudge(num_classes, width)
-    opt = torch.optim.Adam(judge.parameters(), lr=lr)
+    cfg = cfg if cfg is not None else JudgeConfig()
+    steps = cfg.steps
+    torch.manual_seed(cfg.seed)
+    judge = VideoJudge(num_classes, cfg.width)
+    opt = torch.optim.Adam(judge.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(cfg.seed)
     x_all = torch.from_numpy(frames)
     y_all = torch.from_numpy(labels.astype(np.int64))
     judge.train()
     for _ in range(steps):
-        idx = torch.randint(0, len(x_all), (min(batch_size, len(x_all)),), generator=g)
+        idx = torch.randint(0, len(x_all), (min(cfg.batch_size, len(x_all)),), generator=g)
         x = _augment(frames_to_video(x_all[idx]), g)
         loss = F.cross_entropy(judge.head(judge.features_of_video(x)), y_all[idx])
         opt.zero_grad(set_to_none=True)
