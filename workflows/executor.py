@@ -274,11 +274,12 @@ class _PipelineRun:
         if self.remote is None:
             from vidgen_core.progress import start_board
 
+            local = not (self.cfg.ray.address or os.environ.get("RAY_ADDRESS"))
             init_ray(self.cfg.ray)  # only now: a fully reused pipeline never starts Ray
             self.monitor.ray_started()
             self.board = start_board()
             # Fresh process per step: no leaked state.
-            self.remote = ray.remote(max_calls=1, runtime_env={"env_vars": step_env()})(_execute_step)
+            self.remote = ray.remote(max_calls=1, runtime_env={"env_vars": step_env(local)})(_execute_step)
         inputs = {d: self.records[d].outputs for d in step.deps}
         ref = self.remote.options(
             num_cpus=step.num_cpus, num_gpus=step.num_gpus, resources=self.cfg.ray.step_resources.get(step.name) or None,

@@ -71,8 +71,16 @@ def init_ray(cfg: RayConfig) -> bool:
     return True
 
 
-def step_env() -> dict[str, str]:
+LOCAL_RAY_ENV = "VIDGEN_LOCAL_RAY"
+
+
+def step_env(local: bool) -> dict[str, str]:
     """Environment variables for the steps' Ray tasks (everything they start inherits them).
+
+    ``local``: vidgen started this Ray itself (no ``ray.address`` / ``RAY_ADDRESS``).
+    The steps are told so through ``VIDGEN_LOCAL_RAY=1``, since the ``RAY_ADDRESS``
+    set below would otherwise make them take it for a remote cluster that an
+    autoscaler may grow (:func:`vidgen_core.train.ray_common.check_resources`).
 
     ``RAY_ADDRESS`` names this cluster: Ray's State API client (which Train V2's
     placement-group cleaner polls every second) otherwise looks for "the" Ray
@@ -83,6 +91,8 @@ def step_env() -> dict[str, str]:
     import ray
 
     env = {"RAY_TQDM": "0"}
+    if local:
+        env[LOCAL_RAY_ENV] = "1"
     try:
         env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     except Exception:  # noqa: BLE001 - e.g. Ray Client mode has no GCS address to give

@@ -215,3 +215,18 @@ def test_a_worker_bigger_than_any_node_fails_on_the_driver(tmp_path, ray_cluster
     with pytest.raises(UserError, match=r"train_vae.cpus_per_worker is 3 but the largest node of the cluster has 2 CPUs"):
         train_vae_ray(cfg, str(tmp_path), str(tmp_path / "m"), str(tmp_path / "ray"), "cpus",
                       None, None, dataset=_dataset(ray_cluster, 4))
+
+
+def test_inside_a_step_of_a_local_pipeline_the_cluster_still_counts_as_local(tmp_path, ray_cluster, monkeypatch) -> None:
+    """Steps get RAY_ADDRESS from the executor; without the local marker a too-big worker would only warn and hang."""
+    from vidgen_core.train.ray_train import train_vae_ray
+    from workflows.runtime import step_env
+
+    env = step_env(local=True)
+    assert env["RAY_ADDRESS"] and env["VIDGEN_LOCAL_RAY"] == "1"
+    assert "VIDGEN_LOCAL_RAY" not in step_env(local=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(UserError, match=r"cpus_per_worker is 3 .* lower train_vae.cpus_per_worker"):
+        train_vae_ray(_config(cpus_per_worker=3.0), str(tmp_path), str(tmp_path / "m"), str(tmp_path / "ray"), "step",
+                      None, None, dataset=_dataset(ray_cluster, 4))

@@ -81,36 +81,35 @@ def check_batches_fit(n_clips: int | None, train_cfg: TrainConfig, section: str)
         )
 
 
-def check_gpu(cfg: PipelineConfig, train_cfg: TrainConfig, section: str) -> None:
-    """use_gpu without any GPU in the cluster: fail now on a local cluster, warn on a remote one.
+def _is_local_cluster(cfg: PipelineConfig) -> bool:
+    """True when vidgen started the Ray it runs on: no ``ray.address``, no ``RAY_ADDRESS``,
+    or (inside a step, where the executor sets ``RAY_ADDRESS``) ``VIDGEN_LOCAL_RAY=1``.
 
-    A remote cluster may have an autoscaler that adds GPU nodes on demand
-    (``cluster/ray-cluster.yaml`` starts with none), so there it only warns.
+    Such a cluster never grows: a missing resource there is an error. A remote
+    cluster may have an autoscaler that adds nodes on demand
+    (``cluster/ray-cluster.yaml`` starts with no GPU node), so there it is a warning.
     """
-    if not train_cfg.use_gpu:
-        return
-    import ray
-
-    if not ray.is_initialized():
-        ray.init()
-    if ray.cluster_resources().get("GPU", 0) > 0:
-        return
-    if cfg.ray.address is None and not os.environ.get("RAY_ADDRESS"):
-        raise UserError(f"{section}.use_gpu is true but no GPU is visible to Ray; set it to false or add GPU nodes")
-    warnings.warn(f"{section}.use_gpu is true and the cluster has no GPU yet: waiting for the autoscaler", stacklevel=2)
+    if os.environ.get("VIDGEN_LOCAL_RAY") == "1":
+        return True
+    return cfg.ray.address is None and not os.environ.get("RAY_ADDRESS")
 
 
-def check_worker_fits(cfg: PipelineConfig, train_cfg: TrainConfig, section: str) -> None:
-    """A worker that asks for more CPUs than any node has never starts: fail now on a local cluster.
+def check_resources(cfg: PipelineConfig, train_cfg: TrainConfig, section: str) -> None:
+    """Fail on the driver, in one line, when no worker of ``section`` could ever start on a local cluster.
 
-    Ray Train would wait for the resources instead (on a local cluster,
-    forever). A remote cluster may have an autoscaler that adds bigger nodes,
-    so there it only warns.
+    Two cases, where Ray Train would otherwise wait for resources (on a local
+    cluster, forever): ``use_gpu`` with no GPU in the cluster, and a worker that
+    asks for more CPUs than the largest node has. On a remote cluster each only warns.
     """
     import ray
 
     if not ray.is_initialized():
         ray.init()
+    local = _is_local_cluster(cfg)
+    if train_cfg.use_gpu and ray.cluster_resources().get("GPU", 0) <= 0:
+        if local:
+            raise UserError(f"{section}.use_gpu is true but no GPU is visible to Ray; set it to false or add GPU nodes")
+        warnings.warn(f"{section}.use_gpu is true and the cluster has no GPU yet: waiting for the autoscaler", stacklevel=2)
     largest = max((n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
     if train_cfg.cpus_per_worker <= largest:
         return
@@ -118,7 +117,7 @@ def check_worker_fits(cfg: PipelineConfig, train_cfg: TrainConfig, section: str)
         f"{section}.cpus_per_worker is {train_cfg.cpus_per_worker:g} but the largest node of the cluster has "
         f"{largest:g} CPUs, so no {section} worker can start"
     )
-    if cfg.ray.address is None and not os.environ.get("RAY_ADDRESS"):
+    if local:
         raise UserError(f"{message}; lower {section}.cpus_per_worker (or start Ray with more CPUs: ray.num_cpus)")
     warnings.warn(f"{message} yet: waiting for the autoscaler", stacklevel=2)
 

@@ -20,8 +20,7 @@ from vidgen_core.train.ray_common import (
     JobArgs,
     Rank0Tracker,
     check_batches_fit,
-    check_gpu,
-    check_worker_fits,
+    check_resources,
     local_abs,
     read_manifest_or_none,
     read_train_split,
@@ -62,8 +61,7 @@ def train_vae_ray(
         "torch_threads", "checkpoint", "run_path"}.
     """
     manifest = read_manifest_or_none(shard_dir)
-    check_gpu(cfg, cfg.train_vae, "train_vae")
-    check_worker_fits(cfg, cfg.train_vae, "train_vae")
+    check_resources(cfg, cfg.train_vae, "train_vae")
     if dataset is None:
         check_batches_fit((manifest or {}).get("clips_per_split", {}).get("train"), cfg.train_vae, "train_vae")
         dataset = read_train_split(shard_dir, manifest, cfg.train_vae.seed)
