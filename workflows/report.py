@@ -71,15 +71,17 @@ def headline_lines(ev: dict) -> list[str]:
         space = ev.get("gan_feature_space", "judge")
         judge = f", judge test accuracy {ev['judge_test_accuracy']:.2f}" if "judge_test_accuracy" in ev else ""
         lines.append(
-            f"GAN ({ev.get('eval_num_samples')} samples x {ev.get('eval_seeds')} seeds, {space} features{judge}):"
+            f"GAN ({ev.get('eval_num_samples')} samples x {ev.get('eval_seeds')} seeds, {space} features{judge}), mean ± std:"
         )
-        rows = [("fd", "Fréchet distance", ".2f"), ("precision", "precision", ".2f"), ("recall", "recall", ".2f"),
-                ("class_consistency", "class consistency", ".2f"), ("diversity_ratio", "diversity ratio", ".2f"),
-                ("colour_ratio", "colour ratio", ".2f")]
-        for key, label, fmt in rows:
-            if f"gan_{key}" in ev:
-                lines.append(
-                    f"  {label:<18} GAN {_pm(ev, 'gan_' + key, fmt):<16} real-vs-real {_pm(ev, 'real_' + key, fmt):<16} "
-                    f"VAE prior {_pm(ev, 'prior_' + key, fmt)}"
-                )
+        # One row per clip set, one column per figure: the GAN beside its two baselines in 4 lines.
+        columns = [(key, label) for key, label in (
+            ("fd", "Fréchet dist."), ("precision", "precision"), ("recall", "recall"),
+            ("class_consistency", "class consist."), ("diversity_ratio", "diversity"), ("colour_ratio", "colour"),
+        ) if f"gan_{key}" in ev]
+        cells = {s: [_pm(ev, f"{s}_{key}", ".1f" if key == "fd" else ".2f") for key, _ in columns]
+                 for s in ("gan", "real", "prior")}
+        widths = [max(len(label), *(len(cells[s][i]) for s in cells)) for i, (_, label) in enumerate(columns)]
+        lines.append("  " + " " * 14 + "  ".join(label.ljust(w) for (_, label), w in zip(columns, widths)).rstrip())
+        for set_name, title in (("gan", "GAN"), ("real", "real-vs-real"), ("prior", "VAE prior")):
+            lines.append(f"  {title:<14}" + "  ".join(c.ljust(w) for c, w in zip(cells[set_name], widths)).rstrip())
     return lines

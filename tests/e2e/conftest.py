@@ -1,9 +1,11 @@
-"""One lean run of the tiny workflow per test session, shared by the e2e tests that look at its results.
+"""One run of the tiny workflow per test session, shared by the e2e tests that look at its results.
 
-It runs as a user starts it (`vidgen run` as a subprocess, its own local Ray,
-none of the test session's Ray or MLflow settings), sized to finish quickly on
-2 CPU cores: the tests that use it check the console, the log file, the MLflow
-UI and the report, not the models.
+It runs as a user starts it (`vidgen run` on ``workflows/configs/tiny.yaml`` as a
+subprocess, its own local Ray, none of the test session's Ray or MLflow
+settings). The tests that use it check the console, the log file, the MLflow
+UI, the report (test_console_run, test_ui_browser) and the models and the
+registry (test_pipeline, which loads the finished run's results by running
+the same pipeline again in-process: every step is then reused).
 """
 
 from __future__ import annotations
@@ -16,16 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from plumbing import PLUMBING, as_cli_args
 
 RECIPE = Path(__file__).resolve().parents[2] / "workflows" / "configs" / "tiny.yaml"
-# Short training with frequent progress reports (test_console_run matches "step N/40"), few videos, a short judge.
-LEAN = [
-    "--set", "synth.videos_per_class=3", *as_cli_args(PLUMBING),
-    "--set", "train_vae.steps=40", "--set", "train_vae.checkpoint_every=20", "--set", "train_vae.log_every=5",
-    "--set", "train_gan.steps=10", "--set", "train_gan.checkpoint_every=10", "--set", "train_gan.log_every=5",
-    "--set", "train_gan.batch_size=8",  # 3 videos a class leave fewer than 16 training clips
-]
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +30,7 @@ def tiny_run(tmp_path_factory) -> dict:
     # cluster (the token goes to the tests' temporary HOME) exactly as on a user's machine.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_DATA_", "MLFLOW_")) and k != "RAY_AUTH_MODE"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vidgen_core.cli", "run", "--config", str(RECIPE), "--workdir", str(workdir), *LEAN],
+        [sys.executable, "-m", "vidgen_core.cli", "run", "--config", str(RECIPE), "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
     )
     lines: list[tuple[float, str]] = []

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-PROGRESS = re.compile(r"^\[vidgen\] train_vae\s+step \d+/40 \(\d+%\) · loss \S+ · [\d.]+ clips/s · ETA \S+$")
+PROGRESS = re.compile(r"^\[vidgen\] train_vae\s+step \d+/1000 \(\d+%\) · loss \S+ · [\d.]+ clips/s · ETA \S+$")
 # What a third-party line on the console would look like: a logging level, Ray's worker prefix, a traceback.
 FOREIGN = re.compile(r"\b(WARNING|WARN|ERROR|CRITICAL)\b|Warning:|\(\S+ pid=\d+|Traceback|tqdm is not installed")
 
