@@ -269,6 +269,7 @@ class _PipelineRun:
         ctx = StepContext(
             name=step.name, workdir=str(self.workdir), out_dir=out_dir, tracking_uri=self.tracking_uri,
             run_id=child.info.run_id, pipeline_run_id=self.pid, fingerprint=fp, upstream_fingerprints=upstream,
+            code_version=self.code,
         )
         os.makedirs(out_dir, exist_ok=True)
         if self.remote is None:

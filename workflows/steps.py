@@ -30,6 +30,8 @@ class StepContext:
         pipeline_run_id: the parent MLflow run.
         fingerprint: this step's fingerprint.
         upstream_fingerprints: fingerprints of the steps it depends on.
+        code_version: hash of the package sources the executor runs
+            (:func:`workflows.dag.code_version`), recorded with registered models.
     """
 
     name: str
@@ -40,6 +42,7 @@ class StepContext:
     pipeline_run_id: str
     fingerprint: str
     upstream_fingerprints: dict[str, str]
+    code_version: str = ""
 
     def client(self):  # -> mlflow.MlflowClient, imported lazily (MLflow is an edge adapter)
         from mlflow import MlflowClient
@@ -230,7 +233,7 @@ def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
         "pipeline_run_id": ctx.pipeline_run_id,
         "register_run_id": ctx.run_id,
         "git_commit": _git_commit(),
-        "code_version": _code_version(),
+        "code_version": ctx.code_version,
         "train_vae_fingerprint": ctx.upstream_fingerprints.get("train_vae", ""),
         "train_gan_fingerprint": ctx.upstream_fingerprints.get("train_gan", ""),
         "ingest_config": cfg.ingest.model_dump_json(),  # how to cut clips for this model (vidgen embed)
@@ -297,12 +300,6 @@ def _vae_with_codec(model_dir: str, codec_dir: str | None, out_dir: str) -> str:
     shutil.copytree(model_dir, dst)
     shutil.copy2(os.path.join(codec_dir, PRIOR_FILE), os.path.join(dst, PRIOR_FILE))
     return dst
-
-
-def _code_version() -> str:
-    from workflows.dag import code_version
-
-    return code_version()
 
 
 def _git_commit() -> str:

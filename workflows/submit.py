@@ -4,7 +4,7 @@ What a job needs on a node it has never seen:
 
 - **the code**: this project's directory is uploaded as the job's ``working_dir``
   (Ray puts it on every worker's ``PYTHONPATH``) and the entrypoint is
-  ``python -m vidgen_core.cli run …`` inside it, so the nodes run the submitter's
+  ``python -m workflows.cli run …`` inside it, so the nodes run the submitter's
   vidgen. Its dependencies (torch, Ray, MLflow, PyAV) come from the node's image
   or ``setup_commands`` (``cluster/``). No ``pip: ["-e ."]``: Ray's pip step runs
   outside the uploaded directory and fails there.
@@ -36,7 +36,7 @@ from vidgen_core.config import PipelineConfig
 from vidgen_core.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ENTRYPOINT = "python -m vidgen_core.cli run"
+ENTRYPOINT = "python -m workflows.cli run"
 # Never uploaded: environments, outputs, caches (Ray also honours the project's .gitignore).
 EXCLUDES = [".venv", "vidgen-work", ".git", "**/__pycache__", "*.egg-info", ".pytest_cache", "dist", "build"]
 # Passed from the submitter's environment to the job when set.

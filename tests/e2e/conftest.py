@@ -30,7 +30,7 @@ def tiny_run(tmp_path_factory) -> dict:
     # cluster (the token goes to the tests' temporary HOME) exactly as on a user's machine.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_DATA_", "MLFLOW_")) and k != "RAY_AUTH_MODE"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vidgen_core.cli", "run", "--config", str(RECIPE), "--workdir", str(workdir)],
+        [sys.executable, "-m", "workflows.cli", "run", "--config", str(RECIPE), "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
     )
     lines: list[tuple[float, str]] = []

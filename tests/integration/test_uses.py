@@ -19,7 +19,7 @@ from cli_checks import assert_one_line_error
 import torch
 from click.testing import CliRunner
 
-from vidgen_core.cli import main
+from workflows.cli import main
 from vidgen_core.config import GANConfig, IngestConfig, ProbeConfig, SynthConfig, TrackingConfig, VAEConfig
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import pytest
 def _vidgen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     return subprocess.run(
-        [sys.executable, "-m", "vidgen_core.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "workflows.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
 
 
@@ -49,7 +49,7 @@ def test_an_unreachable_tracking_server_is_one_line(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
     for args in (["run", "--set", "data.source=."], ["models", "list"], ["status"]):
-        proc = subprocess.run([sys.executable, "-m", "vidgen_core.cli", *args, "--workdir", str(tmp_path / "wd")],
+        proc = subprocess.run([sys.executable, "-m", "workflows.cli", *args, "--workdir", str(tmp_path / "wd")],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
         last = [line for line in proc.stderr.splitlines() if line.strip()][-1]

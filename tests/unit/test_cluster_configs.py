@@ -77,7 +77,7 @@ def test_kuberay_raycluster_has_what_kuberay_and_vidgen_need() -> None:
 
 
 def test_kuberay_rayjob_has_what_kuberay_and_vidgen_need() -> None:
-    from vidgen_core.cli import main
+    from workflows.cli import main
 
     doc = yaml.safe_load((CLUSTER / "kuberay-rayjob.yaml").read_text())
     assert (doc["apiVersion"], doc["kind"]) == ("ray.io/v1", "RayJob") and doc["metadata"]["name"]
@@ -87,7 +87,7 @@ def test_kuberay_rayjob_has_what_kuberay_and_vidgen_need() -> None:
     assert env["MLFLOW_TRACKING_URI"].startswith("http")
     # The entrypoint is a `vidgen run` whose options and --set keys this vidgen accepts.
     argv = shlex.split(spec["entrypoint"])
-    assert argv[:4] == ["python", "-m", "vidgen_core.cli", "run"]
+    assert argv[:4] == ["python", "-m", "workflows.cli", "run"]
     params = main.commands["run"].make_context("run", argv[4:]).params
     assert params["workdir"].startswith("/mnt/shared/")
     from vidgen_core.config import load_config

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from cli_checks import assert_one_line_error
 from codec_fixtures import moving_square_frames, save_codec_model, tiny_codec, write_video
 
-from vidgen_core.cli import main
+from workflows.cli import main
 
 pytestmark = pytest.mark.integration  # a real SQLite MLflow store (about 10 s)
 

@@ -80,7 +80,7 @@ class _ListHandler(logging.Handler):
 
 def test_a_crashing_step_is_one_line_and_the_traceback_is_in_the_log_file(tmp_path: Path, monkeypatch) -> None:
     import workflows.executor as executor
-    from vidgen_core.cli import main
+    from workflows.cli import main
 
     def crash(*args, **kwargs):
         raise executor.StepFailed(
@@ -100,7 +100,7 @@ def test_a_crashing_step_is_one_line_and_the_traceback_is_in_the_log_file(tmp_pa
 
 def test_a_bug_in_vidgen_itself_is_one_line_too(tmp_path: Path, monkeypatch) -> None:
     import workflows.executor as executor
-    from vidgen_core.cli import main
+    from workflows.cli import main
 
     def bug(*args, **kwargs):
         raise KeyError("steps")

@@ -49,7 +49,7 @@ def test_plan_scales_with_batch_precision_and_gpu_memory() -> None:
 
 
 def test_cli_plan_memory(tmp_path) -> None:
-    from vidgen_core.cli import main
+    from workflows.cli import main
 
     runner = CliRunner()
     out = runner.invoke(main, ["plan-memory", "--set", "ingest.size=32", "--set", "vae.base_channels=8",

@@ -77,7 +77,7 @@ def test_status_reads_the_config_the_run_logged(finished) -> None:
 
 
 def test_status_cli_needs_no_recipe(finished) -> None:
-    from vidgen_core.cli import main
+    from workflows.cli import main
 
     result = CliRunner().invoke(main, ["status", "--workdir", str(finished["workdir"])])
     assert result.exit_code == 0, result.output
@@ -98,7 +98,7 @@ def test_the_report_embeds_metrics_curves_and_every_preview_and_plot(finished) -
 
 
 def test_vidgen_report_regenerates_and_logs_it(finished) -> None:
-    from vidgen_core.cli import main
+    from workflows.cli import main
 
     result = CliRunner().invoke(main, ["report", "--workdir", str(finished["workdir"])])
     assert result.exit_code == 0, result.output

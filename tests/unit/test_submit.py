@@ -71,7 +71,7 @@ def test_step_resources_name_real_steps(tmp_path) -> None:
 def test_submit_refuses_a_relative_work_dir_before_contacting_anything(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from vidgen_core.cli import main
+    from workflows.cli import main
 
     result = CliRunner().invoke(main, ["submit", "--address", "http://127.0.0.1:9", "--", "--workdir", "rel"])
     assert result.exit_code == 2

@@ -1,6 +1,6 @@
 """Click commands of the uses: generate, embed, classify, similar, compare.
 
-Registered on the `vidgen` group by :mod:`vidgen_core.cli`. Every user-caused
+Registered on the `vidgen` group by :mod:`workflows.cli`. Every user-caused
 error (bad path, corrupt video, unknown or wrong kind of model, unknown label,
 embeddings from another model) is one line on stderr and exit code 2; outputs
 are written to a temporary name and renamed, so a failure leaves nothing.
