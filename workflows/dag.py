@@ -72,12 +72,21 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
+def sections_read(step: Step, cfg: PipelineConfig) -> tuple[str, ...]:
+    """The config sections ``step`` reads under ``cfg``: its ``config_keys``, except that
+    ``synth`` reads no ``synth.*`` setting when ``data.source`` names the user's videos
+    (editing them must not re-ingest and retrain user data)."""
+    if step.name == "synth" and cfg.data.source:
+        return tuple(k for k in step.config_keys if k != "synth")
+    return step.config_keys
+
+
 def step_fingerprint(step: Step, cfg: PipelineConfig, upstream: dict[str, str], code: str) -> str:
     """hash(step name, the config sections it reads, its upstream fingerprints, code version)."""
     return fingerprint(
         {
             "step": step.name,
-            "config": {k: getattr(cfg, k).model_dump(mode="json") for k in step.config_keys},
+            "config": {k: getattr(cfg, k).model_dump(mode="json") for k in sections_read(step, cfg)},
             "upstream": [upstream[d] for d in step.deps],
             "code": code,
         }

@@ -8,15 +8,24 @@ from vidgen_core.config import load_config
 from workflows.dag import PIPELINE, Step, check_pipeline, downstream_of, step_fingerprints, upstream_of
 
 
-def _changed(*overrides: str) -> set[str]:
-    base = step_fingerprints(load_config(None), "code")
-    new = step_fingerprints(load_config(None, list(overrides)), "code")
+def _changed(*overrides: str, base_overrides: tuple[str, ...] = ()) -> set[str]:
+    base = step_fingerprints(load_config(None, list(base_overrides)), "code")
+    new = step_fingerprints(load_config(None, [*base_overrides, *overrides]), "code")
     return {name for name in base if base[name] != new[name]}
 
 
 def test_a_train_gan_change_invalidates_train_gan_evaluate_register_only() -> None:
     assert _changed("train_gan.steps=7") == {"train_gan", "evaluate", "register"}
     assert _changed("gan.noise_dim=16") == {"train_gan", "evaluate", "register"}
+
+
+def test_synth_settings_do_not_touch_user_data() -> None:
+    everything = {"synth", "ingest", "train_vae", "train_gan", "train_judge", "train_probe", "codec_eval", "evaluate", "register"}
+    assert _changed("synth.seed=5") == everything  # generated videos: new videos, new everything
+    user = ("data.source=/data/videos",)
+    assert _changed("synth.seed=5", base_overrides=user) == set()
+    assert _changed("synth.videos_per_class=2", base_overrides=user) == set()
+    assert _changed("data.source=/data/other", base_overrides=user) == everything
 
 
 def test_upstream_changes_cascade_and_code_changes_invalidate_everything() -> None:
