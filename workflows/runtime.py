@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vidgen_core.config import RayConfig
 from vidgen_core.errors import UserError
+from vidgen_core.ray_runtime import ensure_ray
 
 log = logging.getLogger(__name__)
 
@@ -25,50 +26,25 @@ def resolve_workdir(workdir: str | os.PathLike[str] | None) -> Path:
 
 
 def init_ray(cfg: RayConfig) -> bool:
-    """Connect to Ray: an existing cluster if one is named, else start a local one.
+    """Connect to Ray for a pipeline or CLI command: :func:`vidgen_core.ray_runtime.ensure_ray`
+    with the ``ray`` config section, vidgen's console handlers taking Ray's loggers first.
 
-    A cluster is named by ``ray.address`` in the config or by ``RAY_ADDRESS``
-    (which ``ray job submit`` sets for the entrypoint). Returns True when this
-    call started Ray (so the caller should shut it down).
+    Returns True when this call started or connected Ray (so the caller should shut it down).
     """
     import ray
 
     if ray.is_initialized():
         return False
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
-    # Ray Data inside steps would otherwise send distributed-tqdm control lines to the
-    # driver (which warns when tqdm is missing); with this off, it logs its progress as
-    # plain lines, which go to the run's log file. Workers of a local Ray inherit it.
-    os.environ.setdefault("RAY_TQDM", "0")
-    if address:
-        try:
-            ray.init(address=address, log_to_driver=True, configure_logging=False)
-        except ConnectionError as exc:
-            raise UserError(
-                f"cannot reach the Ray cluster at '{address}': {exc}; start it (`ray start --head`) "
-                "or unset ray.address / RAY_ADDRESS to use a local one"
-            ) from None
-        return True
-    # With RAY_AUTH_MODE unset, ray.init turns token authentication on for the new local
-    # cluster (creating ~/.ray/auth_token if missing) and logs a warning saying so. Leave the
-    # mode to Ray: setting RAY_AUTH_MODE here would come too late, since Ray reads it when
-    # imported, and the driver would then fail to authenticate with its own GCS. Instead its
-    # logger is adopted first, so the warning goes to the run's log file, not the console.
-    from workflows.console import adopt_loggers
+    if not (cfg.address or os.environ.get("RAY_ADDRESS")):
+        # With RAY_AUTH_MODE unset, ray.init turns token authentication on for the new local
+        # cluster (creating ~/.ray/auth_token if missing) and logs a warning saying so. Leave the
+        # mode to Ray: setting RAY_AUTH_MODE here would come too late, since Ray reads it when
+        # imported, and the driver would then fail to authenticate with its own GCS. Instead its
+        # logger is adopted first, so the warning goes to the run's log file, not the console.
+        from workflows.console import adopt_loggers
 
-    adopt_loggers()
-    ray.init(
-        address="local",
-        num_cpus=cfg.num_cpus,
-        # The dashboard hosts Ray's State API: Train V2's placement-group cleaner polls it
-        # every second and, without it, warns each time. Bound to this machine only.
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        # vidgen's own handlers (workflows.console) decide what reaches the console.
-        configure_logging=False,
-        log_to_driver=True,
-    )
-    return True
+        adopt_loggers()
+    return ensure_ray(cfg.address, cfg.num_cpus)
 
 
 LOCAL_RAY_ENV = "VIDGEN_LOCAL_RAY"

@@ -90,3 +90,14 @@ def test_the_library_imports_nothing_from_workflows() -> None:
 
 def test_there_is_no_import_cycle() -> None:
     assert _cycles(_import_graph()) == []
+
+
+def test_only_ray_runtime_starts_ray() -> None:
+    """One place starts or connects Ray (vidgen_core.ray_runtime.ensure_ray); everything else goes through it."""
+    callers = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "init"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "ray"):
+                callers.append(name)
+    assert sorted(set(callers)) == ["vidgen_core.ray_runtime"]

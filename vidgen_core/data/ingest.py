@@ -109,10 +109,9 @@ def _read_with_ray(
     import ray.data
 
     from vidgen_core.data.datasource import VideoClipDatasource
+    from vidgen_core.ray_runtime import ensure_ray
 
-    if not ray.is_initialized():
-        # With its dashboard (on 127.0.0.1, Ray's default): Ray's State API lives there.
-        ray.init()
+    ensure_ray()  # joins the caller's Ray, else starts a local one
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     tasks = min(len(files), max(_TASKS_PER_CPU * cpus, -(-len(files) // _FILES_PER_TASK)))
     spool = storage.join(out, schema.ERRORS_SPOOL)

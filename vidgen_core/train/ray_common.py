@@ -103,8 +103,9 @@ def check_resources(cfg: PipelineConfig, train_cfg: TrainConfig, section: str) -
     """
     import ray
 
-    if not ray.is_initialized():
-        ray.init()
+    from vidgen_core.ray_runtime import ensure_ray
+
+    ensure_ray()  # the caller's Ray (the pipeline's), else a local one
     local = _is_local_cluster(cfg)
     if train_cfg.use_gpu and ray.cluster_resources().get("GPU", 0) <= 0:
         if local:

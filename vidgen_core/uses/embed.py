@@ -38,6 +38,7 @@ from torch import nn
 
 from vidgen_core.config import IngestConfig
 from vidgen_core.errors import UserError
+from vidgen_core.ray_runtime import ensure_ray
 from vidgen_core.uses.loading import LoadedModel, ingest_config_of, load_for_use
 from vidgen_core.uses.videos import VideoInput, iter_video_clips, list_videos
 
@@ -289,8 +290,7 @@ def _ray_video_rows(videos: list[VideoInput], model: LoadedModel, cfg: IngestCon
     import ray
     import ray.data
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)
+    ensure_ray(dashboard=False)  # no training here: no State API needed
     items = [{"source": v.source, "label": v.label, "label_name": v.label_name} for v in videos]
     shape = (cfg.clip_len, cfg.size, cfg.size, 3)
     ds = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
@@ -312,8 +312,7 @@ def _ray_shard_rows(src: str, model: LoadedModel, cfg: IngestConfig, tracking_ur
     if shape != (cfg.clip_len, cfg.size, cfg.size, 3):
         raise UserError(f"shard set '{src}' holds clips of shape {list(shape)}, but {model.uri} reads "
                         f"{[cfg.clip_len, cfg.size, cfg.size, 3]}; embed the videos instead")
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)
+    ensure_ray(dashboard=False)  # no training here: no State API needed
 
     def decode(batch: pa.Table) -> dict[str, np.ndarray]:
         return {"source": batch.column("source").to_numpy(zero_copy_only=False),
