@@ -41,7 +41,7 @@ from vidgen_core.train.loop import batch_noise  # noqa: E402
 from vidgen_core.train.optim import Optim  # noqa: E402
 from vidgen_core.train.precision import resolve_numerics  # noqa: E402
 
-# Every field of vidgen_core.config.TrainConfig / VAEConfig / GANConfig (a unit test checks
+# Every field of vidgen_core.config.VAETrainConfig (a superset of TrainConfig) / VAEConfig / GANConfig (a unit test checks
 # the lists stay complete), as plain namespaces: pydantic need not be installed here.
 TRAIN = dict(
     steps=40, batch_size=8, lr=1e-4, lr_d=None, kl_weight=1e-4, recon_loss="l2", num_workers=1, cpus_per_worker=1.0,

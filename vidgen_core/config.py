@@ -149,38 +149,48 @@ class GANConfig(_Section):
 AUGMENTATIONS = ("hflip", "vflip", "transpose", "reverse", "rgb_permute")
 
 
-class TrainConfig(_Section):
-    """One training step's settings (shared by train_vae and train_gan)."""
+class _OptimSettings(_Section):
+    """Optimisation: steps, batch, learning rates and their schedule, gradient handling, seed."""
 
     steps: int = Field(200, ge=1)
     batch_size: int = Field(8, ge=1)  # per worker
     lr: float = Field(1e-3, gt=0)
-    lr_d: float | None = Field(None, gt=0)  # discriminator LR (GAN); None = lr
-    kl_weight: float = Field(1e-4, ge=0)
-    # VAE reconstruction term. L2 optimises PSNR directly and converges faster on
-    # flat synthetic scenes; L1 blurs less on natural video.
-    recon_loss: Literal["l1", "l2"] = "l2"
-    num_workers: int = Field(1, ge=1)
-    cpus_per_worker: float = Field(1.0, gt=0)  # fractional: Ray Data needs CPUs too
-    use_gpu: bool = False
-    checkpoint_every: int = Field(100, ge=1)
-    log_every: int = Field(10, ge=1)
-    seed: int = 0
-    # --- scale-out (see vidgen_core/train/optim.py, precision.py, ray_common.py)
-    gpus_per_worker: float = Field(1.0, gt=0)  # with use_gpu
-    resources_per_worker: dict[str, float] = Field(default_factory=dict)  # extra custom Ray resources
+    lr_d: float | None = Field(None, gt=0)  # discriminator LR (the GAN's D, the VAE's patch D); None = lr
     grad_accum: int = Field(1, ge=1)  # micro-batches of batch_size per optimizer step
     grad_clip: float = Field(1.0, ge=0)  # max global grad norm; 0 = no clipping
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = Field(0, ge=0)  # linear warm-up from 0
     min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine/linear decay floor, as a fraction of lr
+    seed: int = 0
+
+
+class _ScalingSettings(_Section):
+    """Scale-out and numerics (see vidgen_core/train/optim.py, precision.py, ray_common.py)."""
+
+    num_workers: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)  # fractional: Ray Data needs CPUs too
+    use_gpu: bool = False
+    gpus_per_worker: float = Field(1.0, gt=0)  # with use_gpu
+    resources_per_worker: dict[str, float] = Field(default_factory=dict)  # extra custom Ray resources
     # auto: bf16 autocast on GPU, fp32 on CPU; fp16 adds a GradScaler.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     memory_format: Literal["auto", "channels_last_3d", "contiguous"] = "auto"  # auto: channels_last_3d on GPU
     compile: bool = False  # torch.compile the trained models
-    checkpoint_keep: int = Field(2, ge=1)  # checkpoints kept on storage
     max_failures: int = Field(2, ge=-1)  # worker-group restarts from the last checkpoint; -1 = unlimited
+
+
+class _CheckpointSettings(_Section):
+    """What is kept and reported, and how often."""
+
+    checkpoint_every: int = Field(100, ge=1)
+    checkpoint_keep: int = Field(2, ge=1)  # checkpoints kept on storage
+    log_every: int = Field(10, ge=1)
     sample_every: int = Field(0, ge=0)  # log a sample video every N steps (rank 0); 0 = at the end only
+
+
+class _DataFeedSettings(_Section):
+    """How each worker reads the train split through Ray Data."""
+
     # streaming: each rank streams its own Ray Data split. deterministic: every rank reads the
     # split in order and takes its slice of each global batch (same batches for any worker count).
     data_order: Literal["streaming", "deterministic"] = "streaming"
@@ -189,14 +199,30 @@ class TrainConfig(_Section):
     # first epoch and replays it (same order): each new Ray Data epoch costs ~0.1 s to start,
     # which short epochs pay every few steps. 0 = stream every epoch.
     epoch_cache_mb: int = Field(1024, ge=0)
-    # VAE adversarial term: a patch discriminator switched on at adv_start_step; 0 = off.
+    shuffle_buffer: int = Field(256, ge=0)  # clips in Ray Data's local shuffle buffer; 0 = file order
+
+
+class TrainConfig(_OptimSettings, _ScalingSettings, _CheckpointSettings, _DataFeedSettings):
+    """The settings every trainer reads (the ``train_gan`` section): optimisation, scaling,
+    checkpointing and the data feed, each its own class above. The YAML stays flat
+    (``train_gan.lr``), and a key this trainer does not read (``train_gan.kl_weight``)
+    is an error like any unknown key."""
+
+
+class VAETrainConfig(TrainConfig):
+    """The ``train_vae`` section: :class:`TrainConfig` plus the VAE's loss and augmentation."""
+
+    kl_weight: float = Field(1e-4, ge=0)
+    # VAE reconstruction term. L2 optimises PSNR directly and converges faster on
+    # flat synthetic scenes; L1 blurs less on natural video.
+    recon_loss: Literal["l1", "l2"] = "l2"
+    # Adversarial term: a patch discriminator switched on at adv_start_step; 0 = off.
     adv_weight: float = Field(0.0, ge=0)
     adv_start_step: int = Field(0, ge=0)
     adv_disc_channels: int = Field(32, ge=4, le=1024)
-    # VAE: random symmetries applied to each training clip (see train/augment.py). They teach
+    # Random symmetries applied to each training clip (see train/augment.py). They teach
     # a codec to pass through what it has not seen (e.g. colours absent from the train split).
     augment: list[Literal["hflip", "vflip", "transpose", "reverse", "rgb_permute"]] = Field(default_factory=list)
-    shuffle_buffer: int = Field(256, ge=0)  # clips in Ray Data's local shuffle buffer; 0 = file order
 
 
 class EvalConfig(_Section):
@@ -323,7 +349,7 @@ class PipelineConfig(_Section):
     data: DataConfig = DataConfig()
     ingest: IngestConfig = IngestConfig()
     vae: VAEConfig = VAEConfig()
-    train_vae: TrainConfig = TrainConfig(
+    train_vae: VAETrainConfig = VAETrainConfig(
         lr=1e-3, lr_schedule="cosine", warmup_steps=100, min_lr_ratio=0.02, batch_size=4,
         augment=list(AUGMENTATIONS),
     )

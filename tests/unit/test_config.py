@@ -34,6 +34,9 @@ def test_overrides_are_typed() -> None:
         ("vae.spatial_downsample=3", "power of 2"),
         ("ingest.test_fraction=0.9", "val_fraction + test_fraction"),
         ("train_vae.steps", "expected KEY=VALUE"),
+        # A VAE-only setting under the GAN's trainer does nothing there: it is refused like a typo.
+        ("train_gan.kl_weight=1", "unknown config key 'train_gan.kl_weight'"),
+        ("train_gan.augment=[hflip]", "unknown config key 'train_gan.augment'"),
     ],
 )
 def test_bad_overrides_fail_with_one_line(override: str, expected: str) -> None:

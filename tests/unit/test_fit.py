@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from vidgen_core.config import GANConfig, TrainConfig, VAEConfig
+from vidgen_core.config import GANConfig, TrainConfig, VAEConfig, VAETrainConfig
 from vidgen_core.models.io import load_model, save_model
 from vidgen_core.models.vae import VideoVAE
 from vidgen_core.train.checkpoint import capture_state, load_state, restore_state, save_state
@@ -38,7 +38,7 @@ def _clips(n: int, t: int = 8, size: int = 16, seed: int = 0) -> np.ndarray:
 def test_fit_vae_overfits_one_batch() -> None:
     batch = _clips(4)
     logs: list[tuple[int, dict[str, float]]] = []
-    cfg = TrainConfig(steps=60, lr=3e-3, log_every=10, checkpoint_every=1000)
+    cfg = VAETrainConfig(steps=60, lr=3e-3, log_every=10, checkpoint_every=1000)
     fit_vae(SMALL_VAE, cfg, itertools.repeat(batch), on_log=lambda s, m: logs.append((s, m)))
     assert [s for s, _ in logs] == [10, 20, 30, 40, 50, 60]
     first, last = logs[0][1], logs[-1][1]
@@ -50,7 +50,7 @@ def test_fit_vae_overfits_one_batch() -> None:
 
 def test_fit_vae_accepts_torch_batches_and_pairs() -> None:
     frames = torch.from_numpy(_clips(2))
-    cfg = TrainConfig(steps=2, log_every=1)
+    cfg = VAETrainConfig(steps=2, log_every=1)
     logs: list[int] = []
     fit_vae(SMALL_VAE, cfg, itertools.repeat((frames, torch.zeros(2))), on_log=lambda s, m: logs.append(s))
     assert logs == [1, 2]
@@ -58,13 +58,13 @@ def test_fit_vae_accepts_torch_batches_and_pairs() -> None:
 
 def test_fit_vae_needs_enough_batches() -> None:
     with pytest.raises(ValueError, match="cycled"):
-        fit_vae(SMALL_VAE, TrainConfig(steps=3), iter([_clips(2)]))
+        fit_vae(SMALL_VAE, VAETrainConfig(steps=3), iter([_clips(2)]))
 
 
 def test_fit_vae_resume_matches_uninterrupted_run(tmp_path) -> None:
     """Checkpoint at step 3, resume to step 6: same weights as 6 straight steps."""
     batches = [_clips(2, seed=i) for i in range(6)]
-    cfg = TrainConfig(steps=6, checkpoint_every=3, log_every=3, seed=5)
+    cfg = VAETrainConfig(steps=6, checkpoint_every=3, log_every=3, seed=5)
 
     straight = fit_vae(SMALL_VAE, cfg, iter(batches))
 
@@ -120,7 +120,7 @@ def test_fit_vae_under_ddp_saves_unwrapped(tmp_path) -> None:
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
         ddp = DistributedDataParallel(VideoVAE(SMALL_VAE))
-        trained = fit_vae(SMALL_VAE, TrainConfig(steps=2), itertools.repeat(_clips(2)), model=ddp)
+        trained = fit_vae(SMALL_VAE, VAETrainConfig(steps=2), itertools.repeat(_clips(2)), model=ddp)
         assert trained is ddp
         save_model(trained, "vae", SMALL_VAE.model_dump(), tmp_path / "m")
         loaded, _ = load_model(tmp_path / "m")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from vidgen_core.config import GANConfig, TrainConfig, VAEConfig
+from vidgen_core.config import GANConfig, TrainConfig, VAEConfig, VAETrainConfig
 from vidgen_core.models.gan import LatentDiscriminator, PixelGenerator
 from vidgen_core.models.io import load_model, save_model
 from vidgen_core.models.vae import VideoVAE
@@ -152,15 +152,15 @@ EQUIV_VAE = VAEConfig(base_channels=16)
 def test_grad_accumulation_matches_one_large_batch() -> None:
     """2 micro-batches of 2 give the same update as one batch of 4 (same data, same posterior noise)."""
     data = [_clips(4, seed=i) for i in range(3)]
-    big = fit_vae(EQUIV_VAE, TrainConfig(steps=3, batch_size=4), iter(data))
+    big = fit_vae(EQUIV_VAE, VAETrainConfig(steps=3, batch_size=4), iter(data))
     halves = [half for d in data for half in (d[:2], d[2:])]
-    small = fit_vae(EQUIV_VAE, TrainConfig(steps=3, batch_size=2, grad_accum=2), iter(halves))
+    small = fit_vae(EQUIV_VAE, VAETrainConfig(steps=3, batch_size=2, grad_accum=2), iter(halves))
     for (k, a), b in zip(big.state_dict().items(), small.state_dict().values()):
         assert torch.allclose(a, b, atol=2e-5), k
 
 
 def test_bf16_autocast_and_channels_last_step_on_cpu() -> None:
-    cfg = TrainConfig(steps=2, precision="bf16", memory_format="channels_last_3d", log_every=1)
+    cfg = VAETrainConfig(steps=2, precision="bf16", memory_format="channels_last_3d", log_every=1)
     numerics = resolve_numerics(cfg, "cpu")
     assert numerics.autocast_enabled and numerics.channels_last and not numerics.grad_scaler().is_enabled()
     dtypes: list[torch.dtype] = []
@@ -180,7 +180,7 @@ def test_bf16_autocast_and_channels_last_step_on_cpu() -> None:
 
 
 def test_vae_adversarial_term_starts_after_its_step() -> None:
-    cfg = TrainConfig(steps=4, log_every=1, adv_weight=0.1, adv_start_step=2, adv_disc_channels=8)
+    cfg = VAETrainConfig(steps=4, log_every=1, adv_weight=0.1, adv_start_step=2, adv_disc_channels=8)
     logs: list[tuple[int, dict[str, float]]] = []
     fit_vae(VAEConfig(base_channels=8), cfg, itertools.repeat(_clips(2, size=16)), lambda s, m: logs.append((s, m)))
     assert [("loss_d" in m, "adv_g" in m) for _, m in logs] == [(False, False)] * 2 + [(True, True)] * 2
@@ -290,7 +290,7 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @gpu
 def test_bf16_channels_last_fused_step_on_cuda() -> None:
     logs = []
-    model = fit_vae(SMALL_VAE, TrainConfig(steps=3, log_every=1), itertools.repeat(_clips(2)),
+    model = fit_vae(SMALL_VAE, VAETrainConfig(steps=3, log_every=1), itertools.repeat(_clips(2)),
                     lambda s, m: logs.append(m), device="cuda")
     assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last_3d)
     assert all(math.isfinite(m["loss"]) for m in logs)
@@ -299,7 +299,7 @@ def test_bf16_channels_last_fused_step_on_cuda() -> None:
 @pytest.mark.gpu
 @gpu
 def test_torch_compile_step_on_cuda(tmp_path) -> None:
-    model = fit_vae(SMALL_VAE, TrainConfig(steps=2, compile=True), itertools.repeat(_clips(2)), device="cuda")
+    model = fit_vae(SMALL_VAE, VAETrainConfig(steps=2, compile=True), itertools.repeat(_clips(2)), device="cuda")
     save_model(model, "vae", SMALL_VAE.model_dump(), tmp_path)  # unwraps _orig_mod
     loaded, _ = load_model(tmp_path)
     assert not any(k.startswith("_orig_mod") for k in loaded.state_dict())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidgen_core.config import TrainConfig, VAEConfig
+from vidgen_core.config import VAEConfig, VAETrainConfig
 from vidgen_core.eval.inference import reconstruct
 from vidgen_core.eval.metrics import psnr, saturation_ratio
 from vidgen_core.train.fit_vae import fit_vae
@@ -44,7 +44,7 @@ def _train(
 ) -> torch.nn.Module:
     torch.manual_seed(0)
     vae_cfg = VAEConfig(base_channels=16, channel_mult=[1, 2], latent_channels=latent)
-    train_cfg = TrainConfig(
+    train_cfg = VAETrainConfig(
         steps=steps, batch_size=batch, lr=lr, lr_schedule="cosine", warmup_steps=steps // 20, min_lr_ratio=0.02,
         kl_weight=1e-6, augment=augment, log_every=steps, checkpoint_every=steps,
     )

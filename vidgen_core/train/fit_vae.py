@@ -32,7 +32,7 @@ from vidgen_core.train.optim import Optim, no_sync
 from vidgen_core.train.precision import Numerics, maybe_compile, resolve_numerics
 
 if TYPE_CHECKING:
-    from vidgen_core.config import TrainConfig, VAEConfig
+    from vidgen_core.config import VAEConfig, VAETrainConfig
 
 LogFn = Callable[[int, dict[str, float]], None]
 CheckpointFn = Callable[[int, Callable[[], TrainingState]], None]
@@ -82,7 +82,7 @@ def vae_generator_step(
     optim: Optim,
     xs: list[torch.Tensor],
     noises: list[torch.Tensor | None],
-    train_cfg: TrainConfig,
+    train_cfg: VAETrainConfig,
     numerics: Numerics,
     disc: nn.Module | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
@@ -130,7 +130,7 @@ def vae_discriminator_step(
 
 def fit_vae(
     model_cfg: VAEConfig,
-    train_cfg: TrainConfig,
+    train_cfg: VAETrainConfig,
     batches: Iterator[np.ndarray | torch.Tensor | Any],
     on_log: LogFn | None = None,
     model: nn.Module | None = None,
