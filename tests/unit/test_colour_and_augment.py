@@ -41,14 +41,12 @@ def test_vae_options_keep_shapes(patch):
     assert out.posterior.mean.shape == (2, 4, 4, 4, 4)
 
 
-def test_old_configs_without_colour_read_as_rgb():
-    from types import SimpleNamespace
+def test_a_model_saved_before_the_colour_basis_is_refused_in_one_line():
+    from vidgen_core.models.io import build_model
 
-    old = SimpleNamespace(base_channels=8, channel_mult=[1, 2], latent_channels=4, temporal_downsample=2, spatial_downsample=4)
-    vae = VideoVAE(old)
-    x = torch.rand(1, 3, 4, 8, 8)
-    assert vae.colour is None and torch.equal(vae.to_loss_space(x), x)
-    assert any(isinstance(m, torch.nn.GroupNorm) for m in vae.modules())  # the old architecture
+    old = dict(base_channels=8, channel_mult=[1, 2], latent_channels=4, temporal_downsample=2, spatial_downsample=4)
+    with pytest.raises(ValueError, match="config.json has no '.*': it was saved by an older vidgen"):
+        build_model("vae", old, {})
 
 
 def test_augment_is_a_symmetry_and_depends_on_the_global_index_only(monkeypatch):

@@ -43,8 +43,7 @@ def _check_latent_shape(latent_shape: tuple[int, ...]) -> tuple[int, int, int, i
 
 
 def _maybe_spectral_norm(cfg: GANConfig) -> Callable[[nn.Module], nn.Module]:
-    # Configs saved before the option existed used spectral norm.
-    return spectral_norm if getattr(cfg, "spectral_norm", True) else (lambda module: module)
+    return spectral_norm if cfg.spectral_norm else (lambda module: module)
 
 
 def _label_input(noise: torch.Tensor, labels: torch.Tensor | None, embed: nn.Module | None, noise_dim: int) -> torch.Tensor:
@@ -180,8 +179,7 @@ class LatentDiscriminator(nn.Module):
         self.conv3 = sn(conv3d(2 * ch, 2 * ch))
         self.linear = sn(nn.Linear(2 * ch, 1))
         self.embed = sn(nn.Embedding(num_classes, 2 * ch)) if self.conditional else None
-        # Configs saved before the option existed have no class head.
-        has_head = self.conditional and getattr(cfg, "class_loss", 0.0) > 0
+        has_head = self.conditional and cfg.class_loss > 0
         self.class_head = nn.Linear(2 * ch, num_classes) if has_head else None
 
     def forward(
@@ -213,7 +211,7 @@ class LatentDiscriminator(nn.Module):
 
 def build_generator(cfg: GANConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The generator for ``cfg.space``: latents of ``shape`` (latent) or clips of ``shape`` (pixel)."""
-    space = getattr(cfg, "space", "latent")
+    space = cfg.space
     if space == "latent":
         return LatentGenerator(cfg, shape, num_classes)
     if space == "pixel":

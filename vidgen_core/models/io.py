@@ -48,8 +48,24 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def build_model(kind: str, model_config: dict[str, Any], extra: dict[str, Any]) -> nn.Module:
-    """Construct an untrained module of ``kind`` from its JSON config (and ``extra``)."""
-    cfg = SimpleNamespace(**model_config)
+    """Construct an untrained module of ``kind`` from its JSON config (and ``extra``).
+
+    Raises:
+        ValueError: the config lacks a setting this version's architecture reads
+            (a model saved by an older vidgen: there are no compatibility shims in 0.x).
+    """
+    try:
+        return _build(kind, SimpleNamespace(**model_config), model_config, extra)
+    except AttributeError as exc:
+        if exc.name is None or exc.name in model_config:
+            raise
+        raise ValueError(
+            f"this '{kind}' model's config.json has no '{exc.name}': it was saved by an older vidgen; "
+            "train it again with this version"
+        ) from None
+
+
+def _build(kind: str, cfg: SimpleNamespace, model_config: dict[str, Any], extra: dict[str, Any]) -> nn.Module:
     if kind == "vae":
         return VideoVAE(cfg)
     if kind == "judge":

@@ -93,13 +93,12 @@ def _stage_channels(cfg: VAEConfig, num_stages: int) -> list[int]:
 
 
 def _options(cfg: VAEConfig) -> tuple[bool, int, str]:
-    # Model configs saved before these options existed read as the old architecture.
-    return bool(getattr(cfg, "causal", False)), int(getattr(cfg, "num_res_blocks", 1)), str(getattr(cfg, "norm", "group"))
+    return bool(cfg.causal), int(cfg.num_res_blocks), str(cfg.norm)
 
 
 def _patch(cfg: VAEConfig) -> tuple[int, int]:
     """(patch size p, spatial halvings left to the convs after the p×p space-to-depth)."""
-    p = int(getattr(cfg, "patch_size", 1))
+    p = int(cfg.patch_size)
     n_p = _log2_exact(p, "patch_size")
     n_s = _log2_exact(cfg.spatial_downsample, "spatial_downsample")
     if n_p > n_s:
@@ -181,16 +180,13 @@ class VideoVAE(nn.Module):
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        # Saved configs from before the colour basis read as plain RGB (weight 1 is a rotation,
-        # but the old weights expect RGB input, so those models skip the basis entirely).
-        weight = getattr(cfg, "colour_weight", None)
-        self.colour = ColourBasis(weight) if weight is not None else None
+        self.colour = ColourBasis(cfg.colour_weight)
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
 
     def to_loss_space(self, rgb: torch.Tensor) -> torch.Tensor:
-        """RGB (B, 3, ...) -> the basis the reconstruction loss is measured in (identity for RGB models)."""
-        return rgb if self.colour is None else self.colour(rgb)
+        """RGB (B, 3, ...) -> the brightness/colour basis the encoder reads and the loss is measured in."""
+        return self.colour(rgb)
 
     def latent_shape(self, clip_len: int, size: int) -> tuple[int, int, int, int]:
         """(Cz, T', H', W') of the latent of a clip of ``clip_len`` frames of ``size``×``size``."""
@@ -219,7 +215,7 @@ class VideoVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, Cz, T', H', W') -> RGB recon (B, 3, T'·t, H'·s, W'·s)."""
         out = self.decoder(z)
-        return out if self.colour is None else self.colour.inverse(out)
+        return self.colour.inverse(out)
 
     def forward(self, x: torch.Tensor, sample: bool = True, noise: torch.Tensor | None = None) -> VAEOutput:
         """x (B, 3, T, H, W) -> VAEOutput; ``sample=False`` decodes the posterior mean.

@@ -123,7 +123,7 @@ def fit_gan(
     numerics = resolve_numerics(train_cfg, device)
     dev = numerics.device
     torch.manual_seed(train_cfg.seed)
-    pixel = getattr(gan_cfg, "space", "latent") == "pixel"
+    pixel = gan_cfg.space == "pixel"
     if not pixel:
         if vae is None:
             raise ValueError("a latent GAN needs the frozen VAE; pass vae= (or set gan.space=pixel)")
@@ -191,10 +191,10 @@ def fit_gan(
             real = real_samples(frames)
             reals.append(real if pixel else numerics.to_input(real * scale))
             ys.append(_labels(labels, conditional, num_classes, dev))
-        class_loss = getattr(gan_cfg, "class_loss", 0.0)
+        class_loss = gan_cfg.class_loss
         metrics = discriminator_step(generator, discriminator, opt_d, reals, ys, numerics, gan_cfg.r1_gamma, class_loss)
         metrics.update(generator_step(
-            generator, discriminator, opt_g, reals[0].shape[0], ys, numerics, getattr(gan_cfg, "mode_seeking", 0.0), class_loss
+            generator, discriminator, opt_g, reals[0].shape[0], ys, numerics, gan_cfg.mode_seeking, class_loss
         ))
         metrics["loss"] = metrics["loss_d"] + metrics["loss_g"]
         if ema is not None:

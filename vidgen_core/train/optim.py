@@ -111,11 +111,7 @@ class Optim:
 
         The schedule's shape (kind, total steps, warm-up) stays the one from the
         current config, so a re-run with more steps stretches a cosine schedule.
-        A plain ``torch.optim`` state dict (older checkpoints) restores the moments only.
         """
-        if "optimizer" not in state:
-            self.optimizer.load_state_dict(state)
-            return
         self.optimizer.load_state_dict(state["optimizer"])
         sched = dict(state["scheduler"])
         sched["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)  # None: keep the configured schedule
