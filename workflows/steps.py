@@ -214,102 +214,11 @@ def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
 
 
 def register(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Register the VAE + GAN pair, then move ``candidate``/``champion`` as the registry policy decides.
+    """Register the VAE + GAN (+ probe) of this run and move ``candidate``/``champion`` as the
+    registry policy decides (:func:`vidgen_core.tracking.lineage.register_pair`)."""
+    from vidgen_core.tracking.lineage import register_pair
 
-    The pair's identity (its two training runs) is the dedupe key: re-running
-    register for the same trained models after a crash adds no version.
-    """
-    from vidgen_core.config import EVAL_METRICS, fingerprint
-    from vidgen_core.tracking.artifacts import log_json
-    from vidgen_core.tracking.mlflow_setup import store_lock
-    from vidgen_core.tracking.promotion import apply_decision, current_champion, decide
-    from vidgen_core.tracking.registry import register_model
-
-    metrics = inputs["evaluate"]
-    vae_run, gan_run = inputs["train_vae"].get("mlflow_run_id", ""), inputs["train_gan"].get("mlflow_run_id", "")
-    tags = {
-        "data_manifest_fingerprint": inputs["ingest"]["manifest_fingerprint"],
-        "config_hash": fingerprint(cfg),
-        "pipeline_run_id": ctx.pipeline_run_id,
-        "register_run_id": ctx.run_id,
-        "git_commit": _git_commit(),
-        "code_version": ctx.code_version,
-        "train_vae_fingerprint": ctx.upstream_fingerprints.get("train_vae", ""),
-        "train_gan_fingerprint": ctx.upstream_fingerprints.get("train_gan", ""),
-        "ingest_config": cfg.ingest.model_dump_json(),  # how to cut clips for this model (vidgen embed)
-        # Full precision: the champion comparison reads these back (a rounded tag would
-        # let the very same VAE "beat" itself by the rounding error).
-        **{m: repr(float(metrics[m])) for m in EVAL_METRICS if isinstance(metrics.get(m), (int, float))},
-    }
-    pair = {"vae_run": vae_run, "gan_run": gan_run, "vae_fp": tags["train_vae_fingerprint"],
-            "gan_fp": tags["train_gan_fingerprint"]}
-    prefix = cfg.registry.model_prefix
-    codec = inputs.get("codec_eval") or {}
-    vae_dir = _vae_with_codec(inputs["train_vae"]["model_dir"], codec.get("codec_dir"), ctx.out_dir)
-    codec_tags = {k: repr(float(codec[k])) for k in ("codec_bd_rate", "codec_bd_psnr") if isinstance(codec.get(k), (int, float))}
-    vae = register_model(
-        "vae", vae_dir, f"{prefix}-vae", {**tags, **codec_tags, "train_run_id": vae_run},
-        run_id=ctx.run_id, set_candidate=False, tracking_uri=ctx.tracking_uri,
-        # The probability model is part of what a .vgc file needs: a new one is a new version.
-        dedupe_key=fingerprint({"kind": "vae", **pair, "codec_fp": ctx.upstream_fingerprints.get("codec_eval", "")}),
+    return register_pair(
+        cfg, inputs, run_id=ctx.run_id, pipeline_run_id=ctx.pipeline_run_id, tracking_uri=ctx.tracking_uri,
+        out_dir=ctx.out_dir, upstream_fingerprints=ctx.upstream_fingerprints, code_version=ctx.code_version,
     )
-    gan = register_model(
-        "gan", inputs["train_gan"]["model_dir"], f"{prefix}-gan",
-        {**tags, "train_run_id": gan_run, "vae_model_version": str(vae["version"])},
-        run_id=ctx.run_id, vae_dir=inputs["train_vae"]["model_dir"], set_candidate=False,
-        tracking_uri=ctx.tracking_uri, dedupe_key=fingerprint({"kind": "gan", **pair}),
-    )
-    versions = {vae["name"]: str(vae["version"]), gan["name"]: str(gan["version"])}
-    has_probe = bool(inputs.get("train_probe", {}).get("model_dir"))
-    if has_probe:  # the probe reads this VAE: registered with it, promoted with it
-        from vidgen_core.uses.registration import register_probe
-
-        probe = register_probe(inputs["train_probe"], prefix, tags, vae, ctx.run_id, ctx.tracking_uri,
-                               fingerprint({"kind": "probe", **pair, "probe_fp": ctx.upstream_fingerprints.get("train_probe", "")}))
-        versions[probe["name"]] = str(probe["version"])
-    client = ctx.client()
-    # Read-compare-move under a lock: two pipelines registering at once must not both
-    # read the old champion and each move the alias.
-    with store_lock(ctx.tracking_uri):
-        champion = current_champion(client, vae["name"], cfg.registry.champion_metric)
-        decision = decide(metrics, cfg.registry, champion, str(vae["version"]), tags["data_manifest_fingerprint"])
-        apply_decision(client, versions, decision)
-    client.set_tag(ctx.run_id, "vidgen.decision", decision.reason[:5000])
-    log_json(client, ctx.run_id, {**decision.as_dict(), "vae": vae, "gan": gan}, "promotion.json")
-    return {
-        "vae": vae, "gan": gan, **({"probe": probe} if has_probe else {}), "gate_passed": decision.gate_passed, "champion_moved": decision.promote,
-        "decision": decision.reason, "champion_before": decision.champion_version,
-        "is_champion": decision.promote or decision.champion_version == str(vae["version"]),
-    }
-
-
-def _vae_with_codec(model_dir: str, codec_dir: str | None, out_dir: str) -> str:
-    """The VAE's model directory with the codec's ``codec.json`` beside its weights (a copy in ``out_dir``).
-
-    The registered VAE then carries its probability model: `vidgen compress` needs both,
-    and a file decodes only with the pair that wrote it.
-    """
-    import shutil
-
-    if not codec_dir:
-        return model_dir
-    from vidgen_core.codec.prior import PRIOR_FILE
-
-    dst = os.path.join(out_dir, "vae_with_codec")
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(model_dir, dst)
-    shutil.copy2(os.path.join(codec_dir, PRIOR_FILE), os.path.join(dst, PRIOR_FILE))
-    return dst
-
-
-def _git_commit() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
