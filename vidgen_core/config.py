@@ -165,7 +165,7 @@ class _OptimSettings(_Section):
 
 
 class _ScalingSettings(_Section):
-    """Scale-out and numerics (see vidgen_core/train/optim.py, precision.py, ray_common.py)."""
+    """Scale-out and numerics (see vidgen_core/train/optim.py, precision.py, ray_driver.py)."""
 
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)  # fractional: Ray Data needs CPUs too

@@ -56,7 +56,7 @@ def step_env(local: bool) -> dict[str, str]:
     ``local``: vidgen started this Ray itself (no ``ray.address`` / ``RAY_ADDRESS``).
     The steps are told so through ``VIDGEN_LOCAL_RAY=1``, since the ``RAY_ADDRESS``
     set below would otherwise make them take it for a remote cluster that an
-    autoscaler may grow (:func:`vidgen_core.train.ray_common.check_resources`).
+    autoscaler may grow (:func:`vidgen_core.train.ray_driver.check_resources`).
 
     ``RAY_ADDRESS`` names this cluster: Ray's State API client (which Train V2's
     placement-group cleaner polls every second) otherwise looks for "the" Ray

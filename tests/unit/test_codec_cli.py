@@ -6,10 +6,8 @@ weights, as the register step stores them; a third version without one.
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from cli_checks import assert_one_line_error

@@ -73,8 +73,6 @@ def test_no_import_time_side_effects():
 
 def test_experiments_open_as_model_training_in_the_ui(tmp_path):
     """New and pre-existing experiments carry mlflow.experimentKind=custom_model_development."""
-    from mlflow import MlflowClient
-
     from vidgen_core.tracking.mlflow_setup import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, open_store
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -7,8 +7,6 @@ tests need neither Ray nor training.
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np

@@ -24,7 +24,7 @@ import torch
 
 if TYPE_CHECKING:
     from vidgen_core.train.checkpoint import TrainingState
-    from vidgen_core.train.ray_common import Rank0Tracker
+    from vidgen_core.train.ray_tracker import Rank0Tracker
 
 CHECKPOINT_PREFIX = "checkpoint_"
 

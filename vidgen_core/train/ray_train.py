@@ -3,7 +3,7 @@
 * :func:`~vidgen_core.train.ray_train_vae.train_vae_ray` — the VAE (DDP, bf16 on GPU, checkpoints, recovery);
 * :func:`~vidgen_core.train.ray_train_gan.train_gan_ray` — the latent (or pixel) GAN on the frozen VAE.
 
-Shared driver/worker plumbing lives in :mod:`vidgen_core.train.ray_common`.
+Shared plumbing: :mod:`vidgen_core.train.ray_driver`, :mod:`~vidgen_core.train.ray_worker`, :mod:`~vidgen_core.train.ray_tracker`.
 Importing this module is cheap: Ray and MLflow are imported inside functions.
 """
 

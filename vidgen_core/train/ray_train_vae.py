@@ -15,20 +15,9 @@ import numpy as np
 import torch
 
 from vidgen_core.config import PipelineConfig, config_dict
-from vidgen_core.train.ray_common import (
-    PREVIEW_CLIPS,
-    JobArgs,
-    Rank0Tracker,
-    check_batches_fit,
-    check_resources,
-    local_abs,
-    read_manifest_or_none,
-    read_train_split,
-    run_trainer,
-    shard_batches,
-    summary,
-    worker_context,
-)
+from vidgen_core.train.ray_driver import JobArgs, check_batches_fit, check_resources, local_abs, read_manifest_or_none, read_train_split, run_trainer
+from vidgen_core.train.ray_tracker import Rank0Tracker, summary
+from vidgen_core.train.ray_worker import PREVIEW_CLIPS, shard_batches, worker_context
 from vidgen_core.train.ray_state import StatusFile, checkpoint_hook, resume_state
 
 if TYPE_CHECKING:
