@@ -31,10 +31,11 @@ from vidgen_core.train.guard import DivergenceGuard, GANDiverged
 from vidgen_core.train.latent_cache import LatentCache
 from vidgen_core.train.loop import WindowMeter, dist_mean, next_batch, seed_for_step, split_batch, unwrap
 from vidgen_core.train.optim import Optim
+from vidgen_core.train.settings import FitSettings
 from vidgen_core.train.precision import Numerics, maybe_compile, resolve_numerics
 
 if TYPE_CHECKING:
-    from vidgen_core.config import GANConfig, TrainConfig
+    from vidgen_core.config import GANConfig
 
 LogFn = Callable[[int, dict[str, float]], None]
 CheckpointFn = Callable[[int, Callable[[], TrainingState]], None]
@@ -80,7 +81,7 @@ def _labels(labels: Any, conditional: bool, num_classes: int, device: torch.devi
 
 def fit_gan(
     gan_cfg: GANConfig,
-    train_cfg: TrainConfig,
+    train_cfg: FitSettings,
     vae: nn.Module | None,
     batches: Iterator[Any],
     num_classes: int,
@@ -98,7 +99,8 @@ def fit_gan(
 
     Args:
         gan_cfg: space, architecture, regularisers (spectral norm, R1), EMA, guardrail.
-        train_cfg: steps, batch/accumulation, lr (G) and lr_d (D; None = lr) with
+        train_cfg: :class:`~vidgen_core.train.settings.FitSettings`, or any object with its
+            fields (the pipeline's ``TrainConfig``): steps, accumulation, lr (G) and lr_d (D; None = lr) with
             schedule, clipping, precision, log/checkpoint/sample cadence, seed.
         vae: the frozen VideoVAE (latent space; eval mode, no grads, moved to
             ``device``); None for ``space: pixel``.
@@ -120,6 +122,7 @@ def fit_gan(
     Raises:
         GANDiverged: still diverging after ``gan_cfg.max_rollbacks`` rollbacks.
     """
+    train_cfg = FitSettings.of(train_cfg)
     numerics = resolve_numerics(train_cfg, device)
     dev = numerics.device
     torch.manual_seed(train_cfg.seed)

@@ -29,10 +29,11 @@ from vidgen_core.train.checkpoint import TrainingState, capture_state, restore_s
 from vidgen_core.train.losses import hinge_d_loss, hinge_g_loss, kl_divergence, reconstruction_l1, reconstruction_l2
 from vidgen_core.train.loop import WindowMeter, batch_noise, next_batch, seed_for_step, split_batch, unwrap
 from vidgen_core.train.optim import Optim, no_sync
+from vidgen_core.train.settings import FitSettings
 from vidgen_core.train.precision import Numerics, maybe_compile, resolve_numerics
 
 if TYPE_CHECKING:
-    from vidgen_core.config import VAEConfig, VAETrainConfig
+    from vidgen_core.config import VAEConfig
 
 LogFn = Callable[[int, dict[str, float]], None]
 CheckpointFn = Callable[[int, Callable[[], TrainingState]], None]
@@ -82,7 +83,7 @@ def vae_generator_step(
     optim: Optim,
     xs: list[torch.Tensor],
     noises: list[torch.Tensor | None],
-    train_cfg: VAETrainConfig,
+    train_cfg: FitSettings,
     numerics: Numerics,
     disc: nn.Module | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
@@ -130,7 +131,7 @@ def vae_discriminator_step(
 
 def fit_vae(
     model_cfg: VAEConfig,
-    train_cfg: VAETrainConfig,
+    train_cfg: FitSettings,
     batches: Iterator[np.ndarray | torch.Tensor | Any],
     on_log: LogFn | None = None,
     model: nn.Module | None = None,
@@ -145,8 +146,9 @@ def fit_vae(
 
     Args:
         model_cfg: builds the model when ``model`` is None.
-        train_cfg: steps, batch/accumulation, lr + schedule, clipping, precision,
-            kl_weight, recon_loss, adversarial term, log/checkpoint/sample cadence, seed.
+        train_cfg: :class:`~vidgen_core.train.settings.FitSettings`, or any object with its
+            fields (the pipeline's ``VAETrainConfig``): steps, accumulation, lr + schedule,
+            clipping, precision, kl_weight, recon_loss, adversarial term, cadence, seed.
         batches: yields uint8 clips (B, T, H, W, 3) (numpy or torch; also a
             (frames, labels) pair or a {"frames": ...} dict), ``grad_accum`` per
             step. Must not run dry: the caller cycles it. With ``state_dict()`` /
@@ -169,6 +171,7 @@ def fit_vae(
     Returns:
         The trained model (as passed in: still wrapped if it was).
     """
+    train_cfg = FitSettings.of(train_cfg)
     numerics = resolve_numerics(train_cfg, device)
     torch.manual_seed(train_cfg.seed)  # model init is reproducible from the config seed
     if model is None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from vidgen_core.config import TrainConfig
+    from vidgen_core.train.settings import FitSettings
 
 
 class LRSchedule:
@@ -54,7 +54,7 @@ class Optim:
         self,
         params: Iterable[nn.Parameter],
         lr: float,
-        train_cfg: TrainConfig,
+        train_cfg: FitSettings,
         betas: tuple[float, float] = (0.9, 0.999),
         scaler: torch.amp.GradScaler | None = None,
         fused: bool = False,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from vidgen_core.config import TrainConfig
+    from vidgen_core.train.settings import FitSettings
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -61,7 +61,7 @@ class Numerics:
         return model
 
 
-def resolve_numerics(train_cfg: TrainConfig, device: torch.device | str) -> Numerics:
+def resolve_numerics(train_cfg: FitSettings, device: torch.device | str) -> Numerics:
     """Turn ``precision`` / ``memory_format`` ("auto" = by device) into a :class:`Numerics`."""
     device = torch.device(device)
     on_gpu = device.type == "cuda"
