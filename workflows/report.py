@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable
 
 import click
 
+from vidgen_core.storage import redact
+from vidgen_core.tracking.mlflow_setup import run_page_url
 from workflows.executor import PipelineResult
 
 
@@ -47,10 +50,20 @@ def print_summary(result: PipelineResult, workdir: Path, echo: Callable[[str], N
     if registered:  # one line: the console of a run stays within a screen
         echo("; ".join(registered))
     echo(f"decision: {reg['decision']}")
-    look = ""
     if result.tracking_uri.startswith("sqlite:"):
-        look = f" · look at it: mlflow ui --backend-store-uri {result.tracking_uri} --port 5000, then open http://127.0.0.1:5000"
-    echo(f"tracking URI: {result.tracking_uri}{look}")
+        page = run_page_url("http://127.0.0.1:5000", result.experiment_id, result.pipeline_run_id)
+        echo(f"tracking URI: {result.tracking_uri} · look at it: mlflow ui --backend-store-uri {result.tracking_uri} "
+             f"--port 5000, then open {page}")
+    elif result.tracking_uri.startswith(("http://", "https://")):
+        echo(f"tracking URI: {redact(result.tracking_uri)} · run page: "
+             f"{run_page_url(_without_credentials(result.tracking_uri), result.experiment_id, result.pipeline_run_id)}")
+    else:
+        echo(f"tracking URI: {redact(result.tracking_uri)}")
+
+
+def _without_credentials(uri: str) -> str:
+    """``http://user:pw@host:port/x`` -> ``http://host:port/x``: a link to print, with nothing secret in it."""
+    return re.sub(r"://[^/@\s]+@", "://", uri)
 
 
 def _pm(ev: dict, key: str, fmt: str = ".3f") -> str:

@@ -24,6 +24,7 @@ from typing import Callable
 import pytest
 
 from procs import MlflowServer, stop_session
+from vidgen_core.tracking.mlflow_setup import UI_WORKFLOW_QUERY, run_page_url
 from workflows.run_store import pipeline_step_tag
 
 pytestmark = [pytest.mark.ui, pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -153,14 +154,23 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_pipeline_run_page_shows_its_name_and_metric(browser, ui, shots) -> None:
+def _model_training_layout(body: str) -> bool:
+    """The UI's model-training layout: its side bar has "Model registry"; the GenAI one has "Evaluation runs"."""
+    return "Model registry" in body and "Evaluation runs" not in body and "Evaluations" not in body
+
+
+def test_pipeline_run_page_shows_its_name_and_metric(browser, ui, shots, tiny_run) -> None:
     name = ui["pipeline"]["info"]["run_name"]
     duration = _metrics(ui["pipeline"])["pipeline_duration_s"]
-    _open(browser, f"{ui['url']}/#/experiments/{ui['eid']}/runs/{ui['pid']}")
+    # The link the closing summary prints (with the UI's port), opened in a browser that never saw MLflow.
+    link = run_page_url("http://127.0.0.1:5000", ui["eid"], ui["pid"])
+    assert any(link in line for _, line in tiny_run["lines"]), link
+    _open(browser, link.replace("http://127.0.0.1:5000", ui["url"]))
     wanted = [name, "pipeline_duration_s", _as_js(duration)]
     _await(browser, f"pipeline run page with {wanted}", lambda: all(w in _body(browser) for w in wanted),
            shots / "mlflow-pipeline-run.timeout.png")
     browser.save_screenshot(str(shots / "mlflow-pipeline-run.png"))
+    assert _model_training_layout(_body(browser)), _body(browser)[:400]
 
 
 @pytest.mark.parametrize("artifact", PREVIEWS)
@@ -169,7 +179,7 @@ def test_evaluate_previews_load_in_the_artifact_view(browser, ui, shots, artifac
     with urllib.request.urlopen(f"{ui['url']}/get-artifact?"
                                 f"{urllib.parse.urlencode({'path': artifact, 'run_uuid': run_id})}", timeout=60) as r:
         size = _png_size(r.read())
-    _open(browser, f"{ui['url']}/#/experiments/{ui['eid']}/runs/{run_id}/artifacts/{artifact}")
+    _open(browser, f"{ui['url']}/#/experiments/{ui['eid']}/runs/{run_id}/artifacts/{artifact}?{UI_WORKFLOW_QUERY}")
     stem = Path(artifact).stem
     # The preview pane shows the PNG itself (inlined as a data: URI): an image of exactly its size, decoded.
     # (Other images on the page, the assistant panel's icon for one, are not it.)
@@ -179,6 +189,7 @@ def test_evaluate_previews_load_in_the_artifact_view(browser, ui, shots, artifac
     browser.save_screenshot(str(shots / f"mlflow-evaluate-{stem}.png"))
     text = _body(browser)
     assert Path(artifact).name in text and "evaluate" in text
+    assert _model_training_layout(text), text[:400]
 
 
 def test_html_report_renders_with_its_images(browser, ui, shots) -> None:

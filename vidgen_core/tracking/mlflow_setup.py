@@ -27,8 +27,17 @@ DB_NAME = "mlflow.db"
 # runs") instead of the model-training one.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+# MLflow 3.17's UI also keeps a browser-wide "GenAI | Model training" switch (URL parameter
+# ``workflowType``, default GenAI) that the tag does not move: a run page opened without it shows
+# the GenAI layout (breadcrumb "Evaluations"). Links vidgen prints carry it (seen in headless Chromium).
+UI_WORKFLOW_QUERY = "workflowType=machine_learning"
 ARTIFACTS_DIR = "mlartifacts"
 _SQLITE = "sqlite:///"
+
+
+def run_page_url(ui_base: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run, in the model-training layout (``ui_base``: ``http://host:port``)."""
+    return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{UI_WORKFLOW_QUERY}"
 
 
 def default_tracking_uri(workdir: str | os.PathLike[str]) -> str:
