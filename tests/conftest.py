@@ -16,6 +16,9 @@ import pytest
 # Fixtures that start real processes (mlflow server, `vidgen run`) and always stop them.
 from procs import mlflow_server, spawn  # noqa: E402,F401
 
+# The reliability drills' recorder and the hooks that write their table into bench/RESULTS.md.
+from drills import drill, pytest_runtest_makereport, pytest_sessionfinish  # noqa: E402,F401
+
 _HOME = tempfile.mkdtemp(prefix="vidgen-test-home-")
 os.environ["HOME"] = _HOME
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")

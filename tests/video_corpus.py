@@ -133,3 +133,49 @@ def make_corpus(root: Path) -> dict[str, dict]:
         "bad/short.mp4": {"stage": "plan", "clips": False, "error_type": "TooShort"},
         "bad/cut.mp4": {"stage": "decode", "clips": True, "error_type": "InvalidDataError"},
     }
+
+
+def _encode_h264(path: Path, frames: list[np.ndarray], x264_params: str = "", sar: Fraction | None = None) -> None:
+    """Plain MP4/H.264 with extra x264 parameters or a sample aspect ratio, and no faststart (index at the end)."""
+    with av.open(str(path), "w", format="mp4") as c:
+        stream = c.add_stream("libx264", rate=12)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if sar is not None:
+            stream.codec_context.sample_aspect_ratio = sar
+        stream.options = {"preset": "ultrafast", "threads": "1", **({"x264-params": x264_params} if x264_params else {})}
+        for frame in frames:
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        c.mux(stream.encode(None))
+
+
+def make_more_kinds(root: Path) -> dict[str, dict]:
+    """Eight more kinds of odd and broken files under ``root/odd`` and ``root/bad`` (expectations as
+    :func:`make_corpus`; ``error_type`` None: any specific reason). With :func:`make_corpus`: 20 kinds."""
+    for d in ("odd", "bad"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    write_video(root / "odd" / "tenbit.mp4", indexed(30), pix_fmt="yuv420p10le")
+    _encode_h264(root / "odd" / "interlaced.mp4", indexed(30), x264_params="interlaced=1:tff=1")
+    _encode_h264(root / "odd" / "anamorphic.mp4", indexed(30), sar=Fraction(2, 1))
+    one_pixel = [np.full((1, 1, 3), 40 * (i % 6), np.uint8) for i in range(30)]
+    write_video(root / "odd" / "one_pixel.mkv", one_pixel, codec="ffv1", pix_fmt="bgr0", fmt="matroska")
+    write_video(root / "odd" / "mp4_named.avi", indexed(30), fmt="mp4")  # content and extension disagree
+    write_video(root / "bad" / "one_frame.mp4", indexed(1))
+    _encode_h264(root / "bad" / "moov_missing.mp4", indexed(40))  # index at the end, then cut in half
+    data = (root / "bad" / "moov_missing.mp4").read_bytes()
+    (root / "bad" / "moov_missing.mp4").write_bytes(data[: len(data) // 2])
+    # A YUV4MPEG header declaring 40000x40000 pixels (6.4 GB a frame) over a few bytes, named .mkv.
+    (root / "bad" / "huge_header.mkv").write_bytes(
+        b"YUV4MPEG2 W40000 H40000 F12:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000)
+    )
+    clean = {"stage": None, "clips": True}
+    return {
+        "odd/tenbit.mp4": clean,
+        "odd/interlaced.mp4": clean,
+        "odd/anamorphic.mp4": clean,
+        "odd/one_pixel.mkv": clean,
+        "odd/mp4_named.avi": clean,
+        "bad/one_frame.mp4": {"stage": "plan", "clips": False, "error_type": "TooShort"},
+        "bad/moov_missing.mp4": {"stage": "open", "clips": False, "error_type": "InvalidDataError"},
+        "bad/huge_header.mkv": {"stage": "open", "clips": False, "error_type": None},
+    }

@@ -12,11 +12,21 @@ A file that fails writes one small JSON record into the ``spool`` folder
 (through pyarrow.fs, so it works on any node and store) and the task goes on
 with the next file; a file damaged mid-stream keeps its clips before the
 damage *and* writes a record. Read tasks never raise for a bad video.
+
+A file whose decoding kills the worker process (an FFmpeg crash, the OOM
+killer) cannot be caught in Python, and Ray Data retries a task whose worker
+died without limit, so one such file would hang the run. Each file is
+therefore *claimed* in the spool before it is decoded and released after: a
+retried task that finds a claim knows an earlier attempt died inside that file.
+After ``CRASHES_BEFORE_SKIP`` such deaths the file gets an error record
+(``WorkerCrash``) and is skipped; a single death (a node lost) still earns a retry.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +48,50 @@ except ImportError as exc:  # pragma: no cover
 
 # Blocks of about this many bytes of pixels: big enough that per-block costs vanish, small enough to stream.
 BLOCK_BYTES = 16 << 20
+
+
+# Deaths of the decoding process inside one file before that file is skipped (see the module doc).
+CRASHES_BEFORE_SKIP = 2
+# Fault injection for the reliability drills: the process decoding a file whose path contains this
+# variable's value dies by SIGSEGV, as in an FFmpeg crash; with the suffix "@once", only on the
+# file's first attempt. Unset in normal use; forwarded to Ray workers by ingest.
+CRASH_ENV = "VIDGEN_TESTING_CRASH_DECODER"
+
+
+def fault_injection_env() -> dict[str, str]:
+    """The driver's fault-injection variables, for a task's ``runtime_env`` (empty in normal use)."""
+    return {CRASH_ENV: os.environ[CRASH_ENV]} if os.environ.get(CRASH_ENV) else {}
+
+
+def _claim_uri(spool: str, row: dict[str, Any]) -> str:
+    return storage.join(spool, f"{row['video_id']}.claim")
+
+
+def claim(spool: str, row: dict[str, Any]) -> int:
+    """Mark ``row``'s file as being decoded; returns how many earlier attempts died inside it.
+
+    The claim file holds the number of claims not released, i.e. of attempts that died.
+    """
+    uri = _claim_uri(spool, row)
+    try:
+        deaths = int(storage.read_bytes(uri) or b"0")
+    except FileNotFoundError:
+        deaths = 0
+    storage.write_bytes_atomic(uri, str(deaths + 1).encode())
+    return deaths
+
+
+def release(spool: str, row: dict[str, Any]) -> None:
+    """The file of ``row`` is done (clips yielded or error recorded): drop its claim."""
+    fs, path = storage.resolve(_claim_uri(spool, row))
+    fs.delete_file(path)
+
+
+def _inject_crash(source: str, deaths: int) -> None:
+    spec = os.environ.get(CRASH_ENV, "")
+    pattern, once = (spec[: -len("@once")], True) if spec.endswith("@once") else (spec, False)
+    if pattern and pattern in source and not (once and deaths):
+        os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def record_error(spool: str, row: dict[str, Any], stage: str, error_type: str, message: str, num_clips: int) -> None:
@@ -112,6 +166,17 @@ def read_files(
     pixels = np.empty((per_block, *shape), dtype=np.uint8)
     rows: list[dict[str, Any]] = []
     for row in files:
+        deaths = claim(spool, row)
+        if deaths >= CRASHES_BEFORE_SKIP:
+            message = (f"'{row['source']}': the process decoding it died {deaths} times "
+                       "(a decoder crash or out of memory); skipped")
+            record_error(spool, row, "decode", "WorkerCrash", message, 0)
+            release(spool, row)
+            progress.add(files=1)
+            continue
+        if deaths:  # counted in the manifest (``worker_deaths``): a crash that a retry got past is still news
+            storage.write_bytes_atomic(storage.join(spool, f"{row['video_id']}.deaths"), str(deaths).encode())
+        _inject_crash(row["source"], deaths)
         clips = 0
         for clip in clip_rows(row, cfg, spool):
             for t, frame in enumerate(clip.pop(schema.COL_FRAMES)):
@@ -122,6 +187,7 @@ def read_files(
                 yield to_block(rows, pixels)
                 pixels = np.empty((per_block, *shape), dtype=np.uint8)
                 rows = []
+        release(spool, row)
         progress.add(files=1, clips=clips, frames=clips * cfg.clip_len)
     if rows:
         yield to_block(rows, pixels[: len(rows)])

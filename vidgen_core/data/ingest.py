@@ -108,14 +108,14 @@ def _read_with_ray(
     import ray
     import ray.data
 
-    from vidgen_core.data.datasource import VideoClipDatasource
+    from vidgen_core.data.datasource import VideoClipDatasource, fault_injection_env
     from vidgen_core.ray_runtime import ensure_ray
 
     ensure_ray()  # joins the caller's Ray, else starts a local one
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     tasks = min(len(files), max(_TASKS_PER_CPU * cpus, -(-len(files) // _FILES_PER_TASK)))
     spool = storage.join(out, schema.ERRORS_SPOOL)
-    env = storage.object_store_env(source, out)
+    env = {**storage.object_store_env(source, out), **fault_injection_env()}
     remote_args = {"runtime_env": {"env_vars": env}} if env else None
     ds = ray.data.read_datasource(
         VideoClipDatasource(files, ingest, spool, progress_key), override_num_blocks=tasks,
@@ -135,17 +135,24 @@ def _read_with_ray(
     )
 
 
-def _collect_spool(out: str) -> list[dict[str, Any]]:
+def _collect_spool(out: str) -> tuple[list[dict[str, Any]], int]:
+    """The error records the read tasks left, and how many worker processes died inside a file and were
+    retried (see :mod:`vidgen_core.data.datasource`); the spool is removed."""
     fs, root = storage.resolve(storage.join(out, schema.ERRORS_SPOOL))
     infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-    records = []
+    records, deaths = [], 0
     for fi in sorted(infos, key=lambda i: i.path):
-        if fi.type == pafs.FileType.File and fi.base_name.endswith(".json"):
+        if fi.type != pafs.FileType.File:
+            continue
+        if fi.base_name.endswith(".json"):
             with fs.open_input_stream(fi.path) as f:
                 records.append(json.loads(f.read()))
+        elif fi.base_name.endswith(".deaths"):
+            with fs.open_input_stream(fi.path) as f:
+                deaths += int(f.read())
     if fs.get_file_info(root).type == pafs.FileType.Directory:
         fs.delete_dir(root)
-    return records
+    return records, deaths
 
 
 def _clips_per_video(out: str, names: list[str]) -> Counter[str]:
@@ -183,7 +190,7 @@ def _ledger_rows(
 
 def _manifest(
     source: str, ingest: IngestConfig, data: DataConfig, config_fp: str, ledger: list[dict[str, Any]],
-    label_names: list[str], shards: list[str], ledger_name: str, seconds: float,
+    label_names: list[str], shards: list[str], ledger_name: str, seconds: float, worker_deaths: int,
 ) -> dict[str, Any]:
     per_split: Counter[str] = Counter()
     per_label: Counter[int] = Counter()
@@ -209,6 +216,7 @@ def _manifest(
         "shards": shards,
         "ledger": ledger_name,
         "ingest_seconds": round(seconds, 3),
+        "worker_deaths": worker_deaths,  # decoding processes that died inside a file in this run (retried or skipped)
     }
 
 
@@ -250,7 +258,10 @@ def ingest_videos(
         Reporter(progress_key).set(kind="ingest", files_total=len(work.todo), started=time.time())
         _read_with_ray(work.todo, source, out, ingest, batch, progress_key)
     seconds = time.time() - t0
-    errors = _collect_spool(out)
+    errors, deaths = _collect_spool(out)
+    if deaths:
+        log.warning("ingest: %d worker process(es) died while decoding and their files were retried (the "
+                    "manifest's worker_deaths); a file that keeps killing its worker is skipped with an error row", deaths)
     new_shards = [u.rsplit("/", 1)[1] for u in schema.list_shards(out) if f"{schema.SHARD_PREFIX}{batch}-" in u]
     counts = _clips_per_video(out, new_shards)
     old_shards, obsolete = state.drop_videos(out, prev.manifest["shards"] if prev else [], work.drop, batch)
@@ -264,7 +275,7 @@ def ingest_videos(
             f"ingest made no clips from {len(rows)} files under '{source}'; see {storage.join(out, schema.ERRORS_NAME)}"
         )
     shards = sorted(old_shards + new_shards)
-    manifest = _manifest(source, ingest, data, config_fp, ledger, label_names, shards, ledger_name, seconds)
+    manifest = _manifest(source, ingest, data, config_fp, ledger, label_names, shards, ledger_name, seconds, deaths)
     schema.write_manifest(out, manifest)  # last: its presence marks the shard set complete
     state.delete_names(out, obsolete + ([prev.manifest["ledger"]] if prev else []))
     result = IngestResult(
