@@ -102,9 +102,14 @@ def _latest_checkpoint(run_dir: Path) -> int:
     return max(steps, default=0)
 
 
-def test_sigkill_of_a_worker_recovers_from_the_last_checkpoint(tmp_path, ray_cluster) -> None:
+@pytest.mark.reliability
+def test_sigkill_of_a_worker_recovers_from_the_last_checkpoint(tmp_path, ray_cluster, drill) -> None:
     """Kill rank 1 mid-run: the group restarts from the latest checkpoint and finishes every step."""
     from vidgen_core.train.ray_train import train_vae_ray
+
+    case = drill("training worker killed", "fault", "SIGKILL of DDP rank 1 of 2 mid-run (Ray Train, VAE, 40 steps)",
+                 "the group restarts in a new process from the latest checkpoint, loses at most one checkpoint "
+                 "interval and finishes every step")
 
     steps, every = 40, 5
     cfg = _config(steps=steps, checkpoint_every=every, num_workers=2, max_failures=1, checkpoint_keep=2)
@@ -147,6 +152,7 @@ def test_sigkill_of_a_worker_recovers_from_the_last_checkpoint(tmp_path, ray_clu
     assert out["steps"] == steps and out["checkpoint"].endswith(f"checkpoint_{steps:08d}")
     assert read_meta(out["checkpoint"])["step"] == steps
     assert len([d for d in run_dir.glob("checkpoint_0*") if d.is_dir()]) <= 2  # checkpoint_keep
+    case.figure = f"steps lost {kill_step - resumed} <= interval {every}; steps finished {out['steps']}/{steps}"
     print(f"fault test: killed rank 1 (pid {victim['pid']}) at step {kill_step}; resumed from step {resumed} "
           f"(latest checkpoint at kill: {checkpoint_at_kill}); lost {kill_step - resumed} steps <= {every}")
 

@@ -60,16 +60,62 @@ def check_safetensors(path: str | os.PathLike[str]) -> None:
             raise _refuse(p, "the weights file has no valid safetensors header") from None
     if not isinstance(header, dict):
         raise _refuse(p, "the weights file has no valid safetensors header")
+    _check_tensor_table(p, header, size - 8 - n)
 
 
-def check_model_dir(model_dir: str | os.PathLike[str]) -> None:
-    """A vidgen model directory: no pickle-format file anywhere, weights in safetensors."""
-    root = Path(model_dir)
+# Bytes per element of the dtypes safetensors writes.
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+                "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
+
+
+def _check_tensor_table(p: Path, header: dict, data_bytes: int) -> None:
+    """Every tensor's dtype, shape and byte range agree, and the ranges tile the data exactly: a header
+    edited to point outside the file, or to overlapping bytes, is refused before a reader trusts it."""
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            count = 1
+            for dim in shape:
+                if not isinstance(dim, int) or dim < 0:
+                    raise ValueError
+                count *= dim
+            ok = isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data_bytes \
+                and end - begin == count * _DTYPE_BYTES[dtype]
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise _refuse(p, f"the safetensors header entry of '{name}' does not match the file's data")
+        spans.append((begin, end))
+    position = 0
+    for begin, end in sorted(spans):
+        if begin != position:
+            raise _refuse(p, "the safetensors header's byte ranges overlap or leave gaps")
+        position = end
+    if position != data_bytes:
+        raise _refuse(p, "the safetensors header does not cover the file's data")
+
+
+def _check_files(root: Path) -> None:
+    """No file under ``root`` is in a pickle format; safetensors and JSON files are what they claim."""
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         if path.suffix.lower() in PICKLE_SUFFIXES:
             raise _refuse(path, f"'{path.suffix}' files are loaded with pickle")
         if path.suffix.lower() == ".safetensors":
             check_safetensors(path)
+        if path.suffix.lower() == ".json":
+            try:  # vidgen's loaders read these with json; anything else here was put by someone else
+                json.loads(path.read_bytes())
+            except (ValueError, UnicodeDecodeError):
+                raise _refuse(path, "not a JSON file") from None
+
+
+def check_model_dir(model_dir: str | os.PathLike[str]) -> None:
+    """A vidgen model directory: no pickle-format file anywhere, weights in safetensors."""
+    root = Path(model_dir)
+    _check_files(root)
     if not (root / WEIGHTS_FILE).is_file():
         raise _refuse(root, f"no {WEIGHTS_FILE}")
 
@@ -81,9 +127,11 @@ def check_mlmodel(mlmodel_path: str | os.PathLike[str]) -> None:
     path = Path(mlmodel_path)
     try:
         doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise _refuse(path, f"unreadable MLmodel ({type(exc).__name__})") from None
-    flavors = (doc or {}).get("flavors") or {}
+    if not isinstance(doc, dict):
+        raise _refuse(path, "the MLmodel file is not a YAML mapping")
+    flavors = doc.get("flavors") or {}
     extra = sorted(set(flavors) - _ALLOWED_FLAVORS)
     if extra:
         raise _refuse(path, f"flavor '{extra[0]}' is loaded with pickle; vidgen models are pyfunc models from code")
@@ -105,11 +153,7 @@ def check_logged_model(local_root: str | os.PathLike[str]) -> None:
     if not (root / "MLmodel").is_file():
         raise _refuse(root, "no MLmodel file")
     check_mlmodel(root / "MLmodel")
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if path.suffix.lower() in PICKLE_SUFFIXES:
-            raise _refuse(path, f"'{path.suffix}' files are loaded with pickle")
-        if path.suffix.lower() == ".safetensors":
-            check_safetensors(path)
+    _check_files(root)
 
 
 def check_pyfunc_context(artifacts: dict[str, str]) -> None:
