@@ -8,7 +8,7 @@ STAMP := $(VENV)/.vidgen-installed
 RECIPE ?= workflows/configs/default.yaml
 WORKDIR ?= vidgen-work
 
-.PHONY: run test ui-check install clean
+.PHONY: run test drills ui-check install clean
 
 install: $(STAMP)
 
@@ -28,8 +28,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/vidgen run --config $(RECIPE) --workdir $(WORKDIR) $(ARGS)
 
+# --durations: every run says which tests take the time (the suite's budget is 20 minutes on 2 cores).
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
+
+# Only the reliability drills; their table lands at the end of bench/RESULTS.md.
+drills: $(STAMP)
+	$(PY) -m pytest -q -m reliability $(PYTEST_ARGS)
 
 # Only the browser check: a lean tiny run, `mlflow server` on it, headless Chromium
 # (apt-get install -y chromium chromium-driver). Screenshots: the path it prints.
