@@ -16,6 +16,7 @@ possible overlap, never with a gap.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
@@ -133,6 +134,15 @@ def _read_with_ray(
         ray_remote_args=remote_args,
         **schema.PARQUET_WRITE_OPTIONS,
     )
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC anywhere in ``exc``'s chain, including inside a Ray task error (which carries it as text)."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _collect_spool(out: str) -> tuple[list[dict[str, Any]], int]:
@@ -256,7 +266,18 @@ def ingest_videos(
     if work.todo:
         log.info("ingest: reading %d of %d files under %s", len(work.todo), len(rows), source)
         Reporter(progress_key).set(kind="ingest", files_total=len(work.todo), started=time.time())
-        _read_with_ray(work.todo, source, out, ingest, batch, progress_key)
+        try:
+            _read_with_ray(work.todo, source, out, ingest, batch, progress_key)
+        except Exception as exc:
+            # No manifest names this run's shards: remove them (and the spool), so the folder holds
+            # no half-written file and an earlier complete state stays readable as it was.
+            state.clear_out(out, keep)
+            if _is_disk_full(exc):
+                raise UserError(
+                    f"ingest ran out of disk space writing shards under '{out}'; free some space (or set "
+                    "--out elsewhere) and run again: this run's partial shards were removed"
+                ) from None
+            raise
     seconds = time.time() - t0
     errors, deaths = _collect_spool(out)
     if deaths:
