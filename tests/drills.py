@@ -24,6 +24,8 @@ BEGIN = "<!-- reliability-drills:begin (written by tests/drills.py at the end of
 END = "<!-- reliability-drills:end -->"
 KINDS = ("bad input", "fault", "load", "security")
 HEADER = ["kind", "drill", "injected", "checked", "figure", "result"]
+# Secrets put in the environment of the e2e tiny run; tests/e2e/test_secrets.py looks for them in its output.
+SECRETS = {"AWS_SECRET_ACCESS_KEY": "drill-aws-secret-5e1f0c", "HF_TOKEN": "hf_drillToken93b7a2"}
 _DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md"
 
 

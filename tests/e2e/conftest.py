@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from drills import SECRETS
 
 RECIPE = Path(__file__).resolve().parents[2] / "workflows" / "configs" / "tiny.yaml"
 
@@ -29,6 +30,9 @@ def tiny_run(tmp_path_factory) -> dict:
     # As a user starts it: RAY_AUTH_MODE unset too, so Ray turns token auth on for its local
     # cluster (the token goes to the tests' temporary HOME) exactly as on a user's machine.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_DATA_", "MLFLOW_")) and k != "RAY_AUTH_MODE"}
+    # Secrets a user's shell may hold: the reliability drill test_secrets.py looks for them in everything
+    # the run wrote (vidgen never reads these two; they must not be copied anywhere either).
+    env.update(SECRETS)
     proc = subprocess.Popen(
         [sys.executable, "-m", "workflows.cli", "run", "--config", str(RECIPE), "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
