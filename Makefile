@@ -32,9 +32,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
 
-# Only the reliability drills; their table lands at the end of bench/RESULTS.md.
+# Only the reliability drills, the slow ones included; their table lands at the end of bench/RESULTS.md.
 drills: $(STAMP)
-	$(PY) -m pytest -q -m reliability $(PYTEST_ARGS)
+	VIDGEN_SLOW_DRILLS=1 $(PY) -m pytest -q -m reliability $(PYTEST_ARGS)
 
 # Only the browser check: a lean tiny run, `mlflow server` on it, headless Chromium
 # (apt-get install -y chromium chromium-driver). Screenshots: the path it prints.

@@ -56,3 +56,13 @@ def synth_videos(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate_dataset(SynthConfig(videos_per_class=2, width=48, height=40, seed=1), out)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Drills marked ``slow`` run with `make drills` (VIDGEN_SLOW_DRILLS=1), not in `make test`'s 20-minute budget."""
+    if os.environ.get("VIDGEN_SLOW_DRILLS") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow drill: run it with `make drills` (VIDGEN_SLOW_DRILLS=1)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

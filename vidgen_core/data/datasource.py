@@ -1,12 +1,12 @@
-"""A Ray Data datasource of video clips: one row per clip (schema.CLIP_COLUMNS).
+"""A Ray Data datasource whose read tasks turn video files into clip shards (schema.CLIP_COLUMNS).
 
 It does the job of a ``FileBasedDatasource`` (files -> read tasks -> blocks)
 but takes the file list the driver already made, because every file carries
 what only the driver knows: its id, label and split. Each read task gets its
 own files (balanced by size), opens each one *seekably* through pyarrow.fs
 (``open_input_file``: MP4 indexes may sit at the end, and sparse plans seek),
-and streams blocks of a few clips, so a task never holds more than a block
-and one video's rolling window.
+and writes blocks of clips straight into its shards (:mod:`shard_writer`), so a
+task never holds more than a block and one video's rolling window.
 
 A file that fails writes one small JSON record into the ``spool`` folder
 (through pyarrow.fs, so it works on any node and store) and the task goes on
@@ -38,6 +38,7 @@ from vidgen_core.config import IngestConfig
 from vidgen_core.data import schema
 from vidgen_core.data.clips import iter_clips
 from vidgen_core.data.plan import make_clip_id
+from vidgen_core.data.shard_writer import ShardWriter, task_prefix
 from vidgen_core.video.decode import VideoError, VideoReader
 
 try:  # Ray is an adapter at the edge: this module is only imported where Ray runs.
@@ -149,17 +150,25 @@ def to_block(rows: list[dict[str, Any]], frames: np.ndarray) -> pa.Table:
 
 
 def read_files(
-    files: list[dict[str, Any]], ingest: dict[str, Any], spool: str, progress_key: str | None = None
-) -> Iterator[Any]:
-    """One read task: the clips of ``files`` as Arrow blocks of about BLOCK_BYTES.
+    files: list[dict[str, Any]], ingest: dict[str, Any], spool: str, out: str, batch: str, task_index: int,
+    progress_key: str | None = None,
+) -> Iterator[pa.Table]:
+    """One read task: decode ``files`` and write their clips as shards under ``out``
+    (:mod:`vidgen_core.data.shard_writer`: one block of about BLOCK_BYTES in memory at a time).
 
-    Files and frames done are counted on the progress board under ``progress_key``.
+    Yields one small table, ``shard`` and ``rows`` of each shard written. Files and
+    frames done are counted on the progress board under ``progress_key``.
     """
     from vidgen_core.progress import Reporter
 
     progress = Reporter(progress_key)
     cfg = IngestConfig.model_validate(ingest)
     shape = (cfg.clip_len, cfg.size, cfg.size, 3)
+    writer = ShardWriter(out, task_prefix(batch, task_index), cfg.rows_per_shard, schema.clip_schema(shape))
+    attempt = storage.join(spool, f"task-{task_index:06d}.attempt")
+    if storage.exists(attempt):  # a retry: what the earlier attempt wrote may not be what this one writes
+        writer.remove_earlier_attempt()
+    storage.write_bytes_atomic(attempt, b"")
     per_block = max(1, BLOCK_BYTES // int(np.prod(shape)))
     # Each frame is copied once, from swscale's output straight into its block (np.empty
     # touches no memory until written).
@@ -184,14 +193,16 @@ def read_files(
             rows.append(clip)
             clips += 1
             if len(rows) == per_block:
-                yield to_block(rows, pixels)
-                pixels = np.empty((per_block, *shape), dtype=np.uint8)
-                rows = []
+                writer.add(to_block(rows, pixels))
+                rows = []  # the same pixel buffer is reused: the writer has copied what it needs
         release(spool, row)
         progress.add(files=1, clips=clips, frames=clips * cfg.clip_len)
     if rows:
-        yield to_block(rows, pixels[: len(rows)])
+        writer.add(to_block(rows, pixels[: len(rows)]))
+    written = writer.finish()
     progress.flush()
+    yield pa.table({"shard": [n for n, _ in written], "rows": [r for _, r in written]},
+                   schema=pa.schema([("shard", pa.string()), ("rows", pa.int64())]))
 
 
 def balance(files: list[dict[str, Any]], groups: int) -> list[list[dict[str, Any]]]:
@@ -208,16 +219,19 @@ def balance(files: list[dict[str, Any]], groups: int) -> list[list[dict[str, Any
 
 class VideoClipDatasource(Datasource):
     """Ray Data source: input-file records (``source``, ``size``, ``video_id``, ``split``, ``label``,
-    ``label_name``) -> clip rows. Read with ``ray.data.read_datasource(ds, override_num_blocks=N)``:
+    ``label_name``) -> clip shards under ``out`` (rows coming back: shard names). Read with ``ray.data.read_datasource(ds, override_num_blocks=N)``:
     ``N`` read tasks of balanced size."""
 
     def __init__(
-        self, files: list[dict[str, Any]], ingest: IngestConfig, spool: str, progress_key: str | None = None
+        self, files: list[dict[str, Any]], ingest: IngestConfig, spool: str, out: str, batch: str,
+        progress_key: str | None = None,
     ) -> None:
         super().__init__()
         self._files = files
         self._ingest = ingest.model_dump(mode="json")
         self._spool = spool
+        self._out = out
+        self._batch = batch
         self._progress_key = progress_key
 
     def get_name(self) -> str:
@@ -237,10 +251,10 @@ class VideoClipDatasource(Datasource):
                 input_files=[f["source"] for f in group],
                 exec_stats=None,
             )
-            ingest, spool, key = self._ingest, self._spool, self._progress_key
+            ingest, spool, key, out, batch = self._ingest, self._spool, self._progress_key, self._out, self._batch
 
-            def read_fn(group: list[dict[str, Any]] = group) -> Iterator[Any]:
-                return read_files(group, ingest, spool, key)
+            def read_fn(group: list[dict[str, Any]] = group, index: int = len(tasks)) -> Iterator[Any]:
+                return read_files(group, ingest, spool, out, batch, index, key)
 
             tasks.append(ReadTask(read_fn, meta, per_task_row_limit=per_task_row_limit))
         return tasks

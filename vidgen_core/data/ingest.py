@@ -3,8 +3,9 @@
 Driver: list the videos (pyarrow.fs), give each an id, a label and a split,
 and compare with what an earlier run into the same output recorded
 (:mod:`vidgen_core.data.state`): only new, changed or (``retry_failed``)
-failed files are read. Ray Data: :class:`VideoClipDatasource` turns those
-files into clip rows -> ``write_parquet``. Then the driver merges the error
+failed files are read. Ray Data: the read tasks of :class:`VideoClipDatasource`
+decode those files and write their clips as shards themselves, a block at a
+time (memory per task: one block, whatever a video's length). Then the driver merges the error
 records, checks that every input is in the clips or the errors, writes the
 ledger, ``_errors.parquet`` and, last and atomically, ``_manifest.json`` (bookkeeping names
 start with ``_`` so that Parquet readers pointed at the folder see clips only).
@@ -91,21 +92,14 @@ def _data_fingerprint(config_fp: str, ledger: list[dict[str, Any]], label_names:
     return fingerprint({"config": config_fp, "files": files, "labels": label_names})
 
 
-def _shard_names(batch: str) -> Any:
-    """A Ray FilenameProvider naming shards ``part-<batch>-<task>-<write uuid>.parquet``."""
-    from ray.data.datasource import FilenameProvider
-
-    class ShardNames(FilenameProvider):
-        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-            return f"{schema.SHARD_PREFIX}{batch}-{task_index:06d}-{write_uuid}{schema.SHARD_SUFFIX}"
-
-    return ShardNames(file_format="parquet")
-
-
 def _read_with_ray(
     files: list[dict[str, Any]], source: str, out: str, ingest: IngestConfig, batch: str, progress_key: str | None
 ) -> None:
-    """Decode ``files`` into new shards ``part-<batch>-*`` under ``out``; errors go to the spool."""
+    """Decode ``files`` into new shards ``part-<batch>-*`` under ``out``; errors go to the spool.
+
+    Each read task writes its own shards as it decodes (:mod:`vidgen_core.data.shard_writer`),
+    so only a list of shard names comes back through Ray.
+    """
     import ray
     import ray.data
 
@@ -119,21 +113,11 @@ def _read_with_ray(
     env = {**storage.object_store_env(source, out), **fault_injection_env()}
     remote_args = {"runtime_env": {"env_vars": env}} if env else None
     ds = ray.data.read_datasource(
-        VideoClipDatasource(files, ingest, spool, progress_key), override_num_blocks=tasks,
+        VideoClipDatasource(files, ingest, spool, out, batch, progress_key), override_num_blocks=tasks,
         ray_remote_args=remote_args,
     )
-    fs, root = storage.resolve(out)
-    # Only a maximum: a minimum would make Ray buffer rows across tasks in a separate write
-    # operator, sending every pixel through the object store (measured: ~1.5x the wall time).
-    # This way each read task writes its own clips as it makes them.
-    ds.write_parquet(
-        root,
-        filesystem=fs,
-        filename_provider=_shard_names(batch),
-        max_rows_per_file=ingest.rows_per_shard,
-        ray_remote_args=remote_args,
-        **schema.PARQUET_WRITE_OPTIONS,
-    )
+    written = ds.take_all()
+    log.debug("ingest: %d shards written by %d read tasks", len(written), tasks)
 
 
 def _is_disk_full(exc: BaseException) -> bool:
