@@ -55,4 +55,6 @@ def tiny_run(tmp_path_factory) -> dict:
 
             stop_session(proc)
     reader.join(timeout=10)
+    # What the user saw, kept beside the work dir for a person checking a CI run afterwards.
+    (workdir.parent / "tiny-run-console.txt").write_text("".join(f"{line}\n" for _, line in lines))
     return {"rc": rc, "lines": lines, "workdir": workdir, "seconds": time.monotonic() - t0}

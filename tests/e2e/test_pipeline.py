@@ -154,7 +154,7 @@ def test_a_train_gan_change_reruns_train_gan_evaluate_register_only(pipeline) ->
 
     cfg, workdir, first = pipeline
     # A much shorter GAN: any train_gan change must rerun it, and a short one keeps the suite fast.
-    changed = cfg.model_copy(update={"train_gan": cfg.train_gan.model_copy(update={"steps": 30, "checkpoint_every": 30})})
+    changed = cfg.model_copy(update={"train_gan": cfg.train_gan.model_copy(update={"steps": 8, "checkpoint_every": 8})})
     result = run_pipeline(changed, workdir, echo=lambda _: None)
     assert {n for n, r in result.steps.items() if not r.reused} == {"train_gan", "evaluate", "register"}
     assert result.steps["train_vae"].run_id == first.steps["train_vae"].run_id
