@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from workflows import run_store as rs
 from workflows.dag import PIPELINE, Step, check_pipeline, code_version, downstream_of, step_fingerprint
 from workflows.liveness import DRIVER_TAG, KIND_TAG, driver_id, live_pipeline_in, reap_stale_runs
 from workflows.runtime import init_ray, step_env
-from workflows.steps import StepContext
+from workflows.steps import StepContext, earlier_outputs, step_out_dir
 
 # Re-exported: tests and older callers import these from here.
 FP_TAG, STEP_TAG, OUTPUTS_TAG, find_reusable = rs.FP_TAG, rs.STEP_TAG, rs.OUTPUTS_TAG, rs.find_reusable
@@ -261,11 +262,17 @@ class _PipelineRun:
         tags = {"mlflow.parentRunId": self.pid, rs.STEP_TAG: step.name, rs.FP_TAG: fp, KIND_TAG: "step",
                 rs.UPSTREAM_TAG: json.dumps(upstream, sort_keys=True), rs.PIPELINE_TAG: self.pid,
                 DRIVER_TAG: self.driver}
-        interrupted = rs.find_interrupted(self.client, self.experiment_id, fp)
+        if step.name in self.forced:
+            # Recompute means from scratch: not resumed from the earlier run's checkpoints or outputs.
+            for folder in earlier_outputs(str(self.workdir), step.name, fp):
+                shutil.rmtree(folder, ignore_errors=True)
+            interrupted = None
+        else:
+            interrupted = rs.find_interrupted(self.client, self.experiment_id, fp)
         if interrupted is not None:
             tags[rs.RESUMES_TAG] = interrupted
         child = self.client.create_run(self.experiment_id, run_name=step.name, tags=tags)
-        out_dir = str(self.workdir / "steps" / f"{step.name}-{fp}")
+        out_dir = step_out_dir(str(self.workdir), step.name, fp)
         ctx = StepContext(
             name=step.name, workdir=str(self.workdir), out_dir=out_dir, tracking_uri=self.tracking_uri,
             run_id=child.info.run_id, pipeline_run_id=self.pid, fingerprint=fp, upstream_fingerprints=upstream,

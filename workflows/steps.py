@@ -97,8 +97,25 @@ def ingest(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dic
     }
 
 
+TRAIN_STORAGE = "ray_results"  # Ray Train's runs (checkpoints) under the work dir, one per step and fingerprint
+
+
 def _storage(ctx: StepContext) -> str:
-    return os.path.join(ctx.workdir, "ray_results")
+    return os.path.join(ctx.workdir, TRAIN_STORAGE)
+
+
+def step_out_dir(workdir: str, step: str, fingerprint: str) -> str:
+    """The folder a run of ``step`` at ``fingerprint`` owns (``StepContext.out_dir``)."""
+    return os.path.join(workdir, "steps", f"{step}-{fingerprint}")
+
+
+def earlier_outputs(workdir: str, step: str, fingerprint: str) -> list[str]:
+    """Folders an earlier run of ``step`` at ``fingerprint`` left: its outputs and its Ray Train checkpoints.
+
+    A forced step is removed these first: Ray Train resumes a run whose storage
+    holds a checkpoint, so a finished one would be "recomputed" by loading it.
+    """
+    return [step_out_dir(workdir, step, fingerprint), os.path.join(workdir, TRAIN_STORAGE, f"{step}-{fingerprint}")]
 
 
 def train_vae(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:

@@ -76,9 +76,16 @@ def test_ready_steps_run_concurrently_then_everything_is_reused(ray_cluster, tmp
 def test_force_reruns_downstream_and_from_survives_a_code_change(ray_cluster, tmp_path: Path, monkeypatch) -> None:
     import mlflow
 
+    from workflows.steps import earlier_outputs
+
     first = _run(tmp_path)
+    # What b's first run left (outputs, Ray Train checkpoints): a forced b must not resume from it.
+    leftovers = [Path(p) / "checkpoint_000007" for p in earlier_outputs(str(tmp_path), "b", first.steps["b"].fingerprint)]
+    for path in leftovers:
+        path.mkdir(parents=True)
     forced = _run(tmp_path, force=["b"])
     assert _ran(forced) == {"b", "d"}
+    assert not any(path.exists() for path in leftovers)
     assert forced.steps["d"].fingerprint == first.steps["d"].fingerprint  # same inputs, recomputed anyway
 
     # A code edit moves every fingerprint: without --from everything would run again.
