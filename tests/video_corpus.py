@@ -45,11 +45,18 @@ def write_video(
     fmt: str | None = None,
     gop: int | None = None,
     pts: list[int] | None = None,
+    x264_params: str = "",
+    sar: Fraction | None = None,
+    faststart: bool = True,
 ) -> None:
-    """Encode ``frames`` (each uint8 ``(H, W, 3)``); ``pts`` in units of ``1/(fps * 10)`` makes a variable rate."""
+    """Encode ``frames`` (each uint8 ``(H, W, 3)``); ``pts`` in units of ``1/(fps * 10)`` makes a variable rate.
+
+    ``x264_params`` (e.g. ``"interlaced=1:tff=1"``) and ``sar`` (sample aspect ratio) go to libx264;
+    ``faststart=False`` leaves an MP4's index at the end, where a truncated copy loses it.
+    """
     rate = Fraction(fps).limit_denominator(1001)
     # faststart puts the MP4 index first, so a truncated copy stays readable up to the damage.
-    options = {"movflags": "+faststart"} if str(path).endswith(".mp4") else {}
+    options = {"movflags": "+faststart"} if faststart and str(path).endswith(".mp4") else {}
     with av.open(str(path), "w", format=fmt, options=options) as c:
         stream = c.add_stream(codec, rate=rate)
         h, w = frames[0].shape[:2]
@@ -58,9 +65,12 @@ def write_video(
         stream.codec_context.time_base = tb
         if gop is not None:
             stream.codec_context.gop_size = gop
+        if sar is not None:
+            stream.codec_context.sample_aspect_ratio = sar
         if codec == "libx264":
             stream.options = {"crf": "12", "preset": "ultrafast", "threads": "1",
-                              **({"sc_threshold": "0"} if gop else {})}
+                              **({"sc_threshold": "0"} if gop else {}),
+                              **({"x264-params": x264_params} if x264_params else {})}
         elif codec.startswith("libvpx"):
             stream.options = {"crf": "10", "b": "0", "deadline": "realtime", "cpu-used": "8", "threads": "1"}
         else:
@@ -126,27 +136,16 @@ def make_corpus(root: Path) -> dict[str, dict]:
         "odd/mpeg4.avi": clean,
         "odd/oddsize.mp4": clean,
         "odd/vfr.mkv": clean,
-        "bad/zero.mp4": {"stage": "open", "clips": False, "error_type": "InvalidDataError"},
-        "bad/text.mp4": {"stage": "open", "clips": False, "error_type": "InvalidDataError"},
-        "bad/noise.mkv": {"stage": "open", "clips": False, "error_type": "InvalidDataError"},
-        "bad/audio.mp4": {"stage": "probe", "clips": False, "error_type": "VideoError"},
-        "bad/short.mp4": {"stage": "plan", "clips": False, "error_type": "TooShort"},
-        "bad/cut.mp4": {"stage": "decode", "clips": True, "error_type": "InvalidDataError"},
+        **{f"bad/{name}": _broken("open", "InvalidDataError") for name in ("zero.mp4", "text.mp4", "noise.mkv")},
+        "bad/audio.mp4": _broken("probe", "VideoError"),
+        "bad/short.mp4": _broken("plan", "TooShort"),
+        "bad/cut.mp4": _broken("decode", "InvalidDataError", clips=True),
     }
 
 
-def _encode_h264(path: Path, frames: list[np.ndarray], x264_params: str = "", sar: Fraction | None = None) -> None:
-    """Plain MP4/H.264 with extra x264 parameters or a sample aspect ratio, and no faststart (index at the end)."""
-    with av.open(str(path), "w", format="mp4") as c:
-        stream = c.add_stream("libx264", rate=12)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        if sar is not None:
-            stream.codec_context.sample_aspect_ratio = sar
-        stream.options = {"preset": "ultrafast", "threads": "1", **({"x264-params": x264_params} if x264_params else {})}
-        for frame in frames:
-            c.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        c.mux(stream.encode(None))
+def _broken(stage: str, error_type: str | None, clips: bool = False) -> dict:
+    """What ingest must record for a file that fails at ``stage`` (``clips``: some clips kept before it)."""
+    return {"stage": stage, "clips": clips, "error_type": error_type}
 
 
 def make_more_kinds(root: Path) -> dict[str, dict]:
@@ -155,13 +154,13 @@ def make_more_kinds(root: Path) -> dict[str, dict]:
     for d in ("odd", "bad"):
         (root / d).mkdir(parents=True, exist_ok=True)
     write_video(root / "odd" / "tenbit.mp4", indexed(30), pix_fmt="yuv420p10le")
-    _encode_h264(root / "odd" / "interlaced.mp4", indexed(30), x264_params="interlaced=1:tff=1")
-    _encode_h264(root / "odd" / "anamorphic.mp4", indexed(30), sar=Fraction(2, 1))
+    write_video(root / "odd" / "interlaced.mp4", indexed(30), x264_params="interlaced=1:tff=1")
+    write_video(root / "odd" / "anamorphic.mp4", indexed(30), sar=Fraction(2, 1))
     one_pixel = [np.full((1, 1, 3), 40 * (i % 6), np.uint8) for i in range(30)]
     write_video(root / "odd" / "one_pixel.mkv", one_pixel, codec="ffv1", pix_fmt="bgr0", fmt="matroska")
     write_video(root / "odd" / "mp4_named.avi", indexed(30), fmt="mp4")  # content and extension disagree
     write_video(root / "bad" / "one_frame.mp4", indexed(1))
-    _encode_h264(root / "bad" / "moov_missing.mp4", indexed(40))  # index at the end, then cut in half
+    write_video(root / "bad" / "moov_missing.mp4", indexed(40), faststart=False)  # index at the end, then cut in half
     data = (root / "bad" / "moov_missing.mp4").read_bytes()
     (root / "bad" / "moov_missing.mp4").write_bytes(data[: len(data) // 2])
     # A YUV4MPEG header declaring 40000x40000 pixels (6.4 GB a frame) over a few bytes, named .mkv.
@@ -170,12 +169,8 @@ def make_more_kinds(root: Path) -> dict[str, dict]:
     )
     clean = {"stage": None, "clips": True}
     return {
-        "odd/tenbit.mp4": clean,
-        "odd/interlaced.mp4": clean,
-        "odd/anamorphic.mp4": clean,
-        "odd/one_pixel.mkv": clean,
-        "odd/mp4_named.avi": clean,
-        "bad/one_frame.mp4": {"stage": "plan", "clips": False, "error_type": "TooShort"},
-        "bad/moov_missing.mp4": {"stage": "open", "clips": False, "error_type": "InvalidDataError"},
-        "bad/huge_header.mkv": {"stage": "open", "clips": False, "error_type": None},
+        **{f"odd/{name}": clean for name in ("tenbit.mp4", "interlaced.mp4", "anamorphic.mp4", "one_pixel.mkv", "mp4_named.avi")},
+        "bad/one_frame.mp4": _broken("plan", "TooShort"),
+        "bad/moov_missing.mp4": _broken("open", "InvalidDataError"),
+        "bad/huge_header.mkv": _broken("open", None),
     }

@@ -42,8 +42,10 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-def _logged_model(root: Path) -> Path:
+@pytest.fixture
+def logged_model(tmp_path: Path) -> Path:
     """What vidgen's loader downloads: MLmodel (models from code) + artifacts/model/{weights, config}."""
+    root = tmp_path / "model"
     save_model(tiny_vae(), "vae", VAEConfig(base_channels=4, channel_mult=[1, 2], latent_channels=4).model_dump(),
                root / "artifacts" / "model")
     (root / "MLmodel").write_text(MLMODEL)
@@ -64,12 +66,12 @@ def _slots(root: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("slot", list(_slots(Path("."))))
-def test_a_pickle_in_any_artifact_slot_is_refused_unread(tmp_path: Path, slot: str, drill) -> None:
+def test_a_pickle_in_any_artifact_slot_is_refused_unread(tmp_path: Path, logged_model: Path, slot: str, drill) -> None:
     case = drill("crafted pickle in a model artifact", "security",
                  "a pickle whose loading would touch a marker file, in each of 6 slots of a logged vidgen model "
                  "(weights, config, MLmodel, extra .pkl/.pt/.bin)",
                  "loading is refused with one line naming the file; the marker never appears")
-    root = _logged_model(tmp_path / "model")
+    root = logged_model
     check_logged_model(root)  # the untouched model passes
     marker = tmp_path / "UNPICKLED"
     _slots(root)[slot].write_bytes(pickle.dumps(_Payload(marker), protocol=4))
@@ -103,15 +105,14 @@ TAMPERS = {
 
 
 @pytest.mark.parametrize("how", list(TAMPERS))
-def test_a_tampered_safetensors_header_is_refused(tmp_path: Path, how: str, drill) -> None:
+def test_a_tampered_safetensors_header_is_refused(logged_model: Path, how: str, drill) -> None:
     case = drill("tampered safetensors header", "security",
                  "the weights' JSON header edited: offsets past the end, a shape larger than its bytes, "
                  "two tensors on the same bytes, an unknown dtype",
                  "refused with one line before torch or safetensors reads a tensor")
-    root = _logged_model(tmp_path / "model")
-    _tamper(_slots(root)["weights.safetensors"], TAMPERS[how])
+    _tamper(_slots(logged_model)["weights.safetensors"], TAMPERS[how])
     with pytest.raises(UserError, match="weights.safetensors") as err:
-        check_logged_model(root)
+        check_logged_model(logged_model)
     assert "\n" not in str(err.value)
     case.figure = "refused 1/1"
 
