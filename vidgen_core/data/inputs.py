@@ -12,6 +12,7 @@ adding files never renumbers the clips already written.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +24,8 @@ from vidgen_core import storage
 from vidgen_core.config import DataConfig
 from vidgen_core.data.plan import video_id_of
 from vidgen_core.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def _name_order(names: set[str]) -> list[str]:
@@ -109,6 +112,12 @@ def list_inputs(
     if data.labels_file is not None:
         table = read_labels_file(data.labels_file)
         name_of = {rel: table.get(rel, "") for rel, _ in files}
+        # Paths are only ever looked up among the files under source: a listed path that is not
+        # one of them ("../x.mp4", "/etc/passwd", a typo) labels nothing and is never opened.
+        unmatched = sorted(set(table) - set(name_of))
+        if unmatched:
+            log.warning("data.labels_file lists %d path(s) that are not video files under '%s', ignored: %s",
+                        len(unmatched), source, ", ".join(unmatched[:3]) + (" ..." if len(unmatched) > 3 else ""))
     else:
         name_of = {rel: rel.split("/", 1)[0] if "/" in rel else "" for rel, _ in files}
     known = list(known_labels or [])
