@@ -49,3 +49,15 @@ def test_lower_is_better_flips_the_comparison() -> None:
 def test_re_deciding_for_the_champion_itself_keeps_it() -> None:
     d = decide(GOOD, RegisterConfig(), Champion("2", 22.0), "2")
     assert d.gate_passed and not d.promote and "already champion" in d.reason
+
+
+def test_the_gan_beats_the_prior_on_each_chosen_figure() -> None:
+    # The tiny recipe's case: the Fréchet distance of 45 clips says prior, precision and recall say GAN.
+    noisy = {**GOOD, "gan_fd": 7913.0, "prior_fd": 7103.0, "gan_precision": 0.66, "prior_precision": 0.31,
+             "gan_recall": 0.27, "prior_recall": 0.02}
+    assert gate_failures(noisy, RegisterConfig()) == ["GAN Fréchet distance 7913 not below the VAE-prior baseline's 7103"]
+    assert gate_failures(noisy, RegisterConfig(gan_prior_metrics=["precision", "recall"])) == []
+    worse = {**noisy, "gan_recall": 0.02}  # a tie is not a win
+    assert gate_failures(worse, RegisterConfig(gan_prior_metrics=["precision", "recall"])) == [
+        "GAN recall 0.02 not above the VAE-prior baseline's 0.02"]
+    assert gate_failures(noisy, RegisterConfig(gan_must_beat_prior=False)) == []

@@ -71,9 +71,12 @@ def gate_failures(metrics: dict[str, Any], cfg: RegisterConfig) -> list[str]:
     if colour is None or colour < cfg.min_colour_ratio:
         out.append(f"VAE colour ratio {_fmt(colour)} < {cfg.min_colour_ratio} (reconstructions lose colour)")
     if cfg.gan_must_beat_prior:
-        fd, prior = _get(metrics, "gan_fd"), _get(metrics, "prior_fd")
-        if fd is None or prior is None or not fd < prior:
-            out.append(f"GAN Fréchet distance {_fmt(fd)} not below the VAE-prior baseline's {_fmt(prior)}")
+        for figure in cfg.gan_prior_metrics:
+            gan, prior = _get(metrics, f"gan_{figure}"), _get(metrics, f"prior_{figure}")
+            lower = figure == "fd"  # a distance; every other figure is better higher
+            if gan is None or prior is None or not (gan < prior if lower else gan > prior):
+                name = "Fréchet distance" if lower else figure.replace("_", " ")
+                out.append(f"GAN {name} {_fmt(gan)} not {'below' if lower else 'above'} the VAE-prior baseline's {_fmt(prior)}")
     for name, bound in sorted(cfg.min_metrics.items()):
         v = _get(metrics, name)
         if v is None or v < bound:
