@@ -68,6 +68,7 @@ def run_vae(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, every: i
             for i in range(0, len(perm) - batch + 1, batch):
                 yield train[0][perm[i : i + batch]]
 
+    torch.manual_seed(tcfg.seed)  # as the trainer does: the seed fixes the initial weights too
     model, t0 = VideoVAE(cfg.vae), time.time()
 
     def on_checkpoint(step: int, _state_fn: Any) -> None:

@@ -64,10 +64,13 @@ def test_vae_beats_the_mean_frame_baseline(pipeline) -> None:
     assert metrics["num_test_clips"] > 0
     assert metrics["vae_psnr"] > metrics["baseline_psnr"] + 1.0, metrics
     # The CI-sized VAE is soft: its SSIM lands within a few hundredths of the mean frame's
-    # (0.689-0.719 vs 0.715 measured); the default recipe's gate asks for SSIM above it.
+    # (0.687-0.724 vs 0.715 measured); the default recipe's gate asks for SSIM above it.
     assert metrics["vae_ssim"] > metrics["baseline_ssim"] - 0.06, metrics
-    assert metrics["vae_colour_ratio"] > 0.3, metrics  # grey blobs score 0.10-0.20 (the 40-step model)
-    assert metrics["gan_fd"] < metrics["prior_fd"], metrics  # the GAN learned something of the latents
+    assert metrics["vae_colour_ratio"] > 0.5, metrics  # 0.77-0.90 measured; grey blobs score 0.10-0.20
+    # The GAN learned something of the latents: its samples are nearer the real clips and cover
+    # more of them than decoded noise (the Fréchet distance of 45 clips is too noisy to say; tiny.yaml).
+    assert metrics["gan_precision"] > metrics["prior_precision"], metrics
+    assert metrics["gan_recall"] > metrics["prior_recall"], metrics
     assert metrics["judge_test_accuracy"] > 0.45, metrics  # above chance (1/3) on the 3 shapes
     register = result.outputs("register")
     assert register["gate_passed"] is True and register["champion_moved"] is True, register["decision"]
