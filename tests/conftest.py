@@ -58,11 +58,38 @@ def synth_videos(tmp_path_factory) -> Path:
     return out
 
 
+TINY_RUN_PHASE = 3
+
+
+def _phase(item: pytest.Item) -> int:
+    """Run order: unit tests first (they share the CPU with the background tiny run), then
+    integration and reliability, the other whole-workflow tests, and last the tiny run's readers."""
+    if "tiny_run" in getattr(item, "fixturenames", ()):
+        return TINY_RUN_PHASE
+    folder = Path(str(item.fspath)).parent.name
+    return {"unit": 0, "e2e": 2}.get(folder, 1)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Drills marked ``slow`` run with `make drills` (VIDGEN_SLOW_DRILLS=1), not in `make test`'s 20-minute budget."""
+    """Tests that read the tiny run go last (it runs meanwhile); drills marked ``slow`` run with
+    `make drills` (VIDGEN_SLOW_DRILLS=1), not in `make test`'s 20-minute budget."""
+    items.sort(key=_phase)  # stable: file order within each phase
     if os.environ.get("VIDGEN_SLOW_DRILLS") == "1":
         return
     skip = pytest.mark.skip(reason="slow drill: run it with `make drills` (VIDGEN_SLOW_DRILLS=1)")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_run_started(request, tmp_path_factory):
+    """The tiny workflow, started with the session when a selected test reads it (None otherwise)."""
+    if not any(_phase(item) == TINY_RUN_PHASE for item in request.session.items):
+        yield None
+        return
+    from tiny_run import TinyRun
+
+    run = TinyRun(tmp_path_factory.mktemp("tiny-run-wd"))
+    yield run
+    run.stop()
