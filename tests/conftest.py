@@ -91,5 +91,15 @@ def tiny_run_started(request, tmp_path_factory):
     from tiny_run import TinyRun
 
     run = TinyRun(tmp_path_factory.mktemp("tiny-run-wd"))
+    _background.append(run)
     yield run
+    _background.remove(run)
     run.stop()
+
+
+_background: list = []  # the tiny run while it is in flight
+
+
+def pytest_runtest_setup(item):
+    for run in _background:
+        run.release_cpu_if_done()
