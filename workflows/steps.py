@@ -131,6 +131,10 @@ def train_vae(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> 
         tracking_uri=ctx.tracking_uri,
         mlflow_run_id=ctx.run_id,
     )
+    from vidgen_core.uses.embed import record_embedding_center
+
+    # The clip embedding's centre travels inside the VAE (see vidgen_core/uses/features.py).
+    record_embedding_center(result["model_dir"], inputs["ingest"]["shard_dir"])
     return {**result, "mlflow_run_id": ctx.run_id}
 
 

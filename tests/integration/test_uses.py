@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from workflows.cli import main
 from vidgen_core.config import GANConfig, IngestConfig, ProbeConfig, SynthConfig, TrackingConfig, VAEConfig
+from vidgen_core.uses.features import EMBEDDING_VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -54,21 +55,40 @@ def _save_gan(root: Path, vae_dir: str, shape: tuple[int, ...], conditional: boo
     return str(out)
 
 
+def _clips(videos: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every clip of the class folders under ``videos``: uint8 ``(N, T, H, W, 3)`` and labels ``(N,)``."""
+    from vidgen_core.uses.videos import iter_video_clips, list_videos
+
+    inputs, names = list_videos(str(videos))
+    assert names == CLASSES
+    frames, labels = [], []
+    for video in inputs:
+        for b in iter_video_clips(video, INGEST, 16):
+            frames.append(b.frames)
+            labels += [video.label] * len(b.frames)
+    return np.concatenate(frames), np.array(labels)
+
+
+def _center_vae(vae_dir: str, videos: Path) -> None:
+    """What the train_vae step does: the mean embedding of the training clips into the VAE's extra."""
+    from vidgen_core.models.io import load_model, update_extra
+    from vidgen_core.uses.embed import encode_clips
+    from vidgen_core.uses.features import CENTER_KEY, center_doc
+
+    vae, _ = load_model(vae_dir)
+    update_extra(vae_dir, {CENTER_KEY: center_doc(encode_clips(vae, _clips(videos)[0]))})
+
+
 def _save_probe(root: Path, vae_dir: str, videos: Path) -> str:
     from vidgen_core.models.io import load_model
     from vidgen_core.uses.embed import encode_clips
+    from vidgen_core.uses.features import center_of
     from vidgen_core.uses.probe import fit_probe, save_probe
-    from vidgen_core.uses.videos import iter_video_clips, list_videos
 
-    vae, _ = load_model(vae_dir)
-    feats, labels = [], []
-    inputs, names = list_videos(str(videos))
-    assert names == CLASSES
-    for video in inputs:
-        for b in iter_video_clips(video, INGEST, 16):
-            feats.append(encode_clips(vae, b.frames))
-            labels += [video.label] * len(b.frames)
-    probe = fit_probe(np.concatenate(feats), np.array(labels), len(CLASSES), ProbeConfig(steps=200))
+    vae, doc = load_model(vae_dir)
+    frames, labels = _clips(videos)
+    feats = encode_clips(vae, frames, center=center_of(doc["extra"]))
+    probe = fit_probe(feats, labels, len(CLASSES), ProbeConfig(steps=200))
     extra = {"clip_len": 8, "size": 32, "ingest": INGEST.model_dump(mode="json"), "vae_dir": vae_dir}
     return save_probe(probe, str(root / "probe" / "model"), CLASSES, extra)
 
@@ -88,6 +108,7 @@ def world(tmp_path_factory, synth_videos):
     run_id = client.create_run(experiment_id, run_name="register").info.run_id
     tags = {"ingest_config": INGEST.model_dump_json()}
     vae_dir, shape = _save_vae(root, 0)
+    _center_vae(vae_dir, synth_videos)  # version 1 centres its embeddings; version 2 (no centre) does not
     other_vae_dir, _ = _save_vae(root, 1)
     reg = {}
     for name, kind, model_dir, vae in (
@@ -154,7 +175,8 @@ def test_embed_one_fresh_file_by_version(world) -> None:
     r = _run(world, "embed", world.fresh, "-m", "models:/vidgen-vae/1", "-o", str(out))
     assert r.code == 0, r.err
     meta, rows = _read(out)
-    assert meta["model_version_uri"] == "models:/vidgen-vae/1" and meta["dim"] == 4 * 4 * 8 * 8
+    assert meta["model_version_uri"] == "models:/vidgen-vae/1" and meta["dim"] == 4 * 8 * 5  # Cz * H' * (W'//2 + 1)
+    assert meta["embedding_version"] == EMBEDDING_VERSION and meta["embedding_centered"] is True
     clips = [x for x in rows if x["kind"] == "clip"]
     video = [x for x in rows if x["kind"] == "video"]
     assert len(video) == 1 and video[0]["num_clips"] == len(clips) >= 1
@@ -229,13 +251,15 @@ def test_train_probe_step_work_and_registration(world, shard_set, tmp_path) -> N
     except ProbeSkipped as exc:  # the split hash left a class-free split: nothing to score here
         pytest.skip(str(exc))
     m = result.metrics
-    for space in ("latent", "pixel"):
+    for space in ("latent", "pixel", "pixel_spectrum"):
         assert 0 <= m[f"probe_{space}_accuracy"] <= 1
         assert 0 <= m[f"retrieval_{space}_recall_at_1"] <= m[f"retrieval_{space}_recall_at_5"] <= 1
         assert 0 < m[f"retrieval_{space}_map"] <= 1
-    assert m["probe_latent_dim"] == 1024 and m["probe_pixel_dim"] == 972 and m["embed_clips_per_s"] > 0
+    assert (m["probe_latent_dim"], m["probe_pixel_dim"], m["probe_pixel_spectrum_dim"]) == (160, 192, 120)
+    assert m["embed_clips_per_s"] > 0
     probe, doc = load_probe(result.model_dir)
-    assert doc["extra"]["class_names"] == CLASSES and probe.linear.weight.shape == (3, 1024)
+    assert doc["extra"]["class_names"] == CLASSES and probe.linear.weight.shape == (3, 160)
+    assert doc["extra"]["embedding_version"] == EMBEDDING_VERSION
     vae = {"name": "vidgen-vae", "version": "1"}
     outputs = {**m, "model_dir": result.model_dir, "mlflow_run_id": ""}
     reg = register_probe(outputs, "vidgen", {"ingest_config": INGEST.model_dump_json()}, vae, None, world.uri, "k1")
@@ -262,6 +286,13 @@ def test_similar_from_the_file_and_a_fresh_video(world) -> None:
     assert r.code == 0 and len(r.out.strip().splitlines()) == 6
     assert_one_line_error(_run(world, "similar", world.fresh, "-i", str(index), "-m", "models:/vidgen-vae/2"),
                     "was made by models:/vidgen-vae/1")
+    # A file from before the root-spectrum embedding (no version recorded = version 1) is never mixed with new vectors.
+    table = pq.read_table(index)
+    meta = json.loads(table.schema.metadata[b"vidgen.embeddings"])
+    meta.pop("embedding_version")
+    old = world.root / "old-version.parquet"
+    pq.write_table(table.replace_schema_metadata({b"vidgen.embeddings": json.dumps(meta).encode()}), old)
+    assert_one_line_error(_run(world, "similar", world.fresh, "-i", str(old)), "holds embedding version 1")
     assert_one_line_error(_run(world, "similar", world.fresh, "-i", str(world.root / "nope.parquet")), "does not exist")
 
 

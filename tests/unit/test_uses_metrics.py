@@ -71,10 +71,11 @@ def test_linear_probe_learns_separable_classes() -> None:
     assert (probs.argmax(1) == labels).mean() == 1.0
 
 
-def test_pixel_features_pool_to_about_the_latent_size() -> None:
+def test_pixel_features_pool_to_about_the_embedding_size() -> None:
     frames = np.zeros((2, 8, 32, 32, 3), np.uint8)
-    f = pixel_features(frames, (4, 4, 8, 8))  # latent D = 1024 -> 3 * 4 * 9 * 9 = 972
-    assert f.shape == (2, 972)
+    assert pixel_features(frames, 1024, 4).shape == (2, 972)  # 3 * 4 * 9 * 9
+    f = pixel_features(frames, 160, 4)  # the default's embedding: 3 * 4 * 4 * 4
+    assert f.shape == (2, 192)
     assert np.allclose(f, -1.0)
 
 

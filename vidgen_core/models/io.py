@@ -118,6 +118,14 @@ def save_model(
     return out
 
 
+def update_extra(model_dir: str | os.PathLike, values: dict[str, Any]) -> dict[str, Any]:
+    """Merge JSON-able ``values`` into a saved model's ``extra`` (config.json rewritten atomically); returns the doc."""
+    doc = read_model_config(model_dir)
+    doc["extra"] = {**(doc.get("extra") or {}), **values}
+    _atomic_write_bytes(Path(model_dir) / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True).encode())
+    return doc
+
+
 def read_model_config(model_dir: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``config.json`` of a model directory (clear error if it is not one)."""
     path = Path(model_dir) / CONFIG_FILE

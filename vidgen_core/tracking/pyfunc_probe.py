@@ -22,7 +22,7 @@ DEFAULT_BATCH_SIZE = 16
 
 
 class LatentProbePyfunc(PythonModel):
-    """Classify uint8 clips: VAE posterior mean, flattened -> linear probe -> softmax."""
+    """Classify uint8 clips: clip embedding (log spectrum of the VAE posterior mean) -> linear probe -> softmax."""
 
     def load_context(self, context: Any) -> None:
         """Rebuild probe and VAE from the ``model_dir`` / ``vae_dir`` artifacts."""
@@ -32,11 +32,18 @@ class LatentProbePyfunc(PythonModel):
         from vidgen_core.uses.probe import load_probe
 
         check_pyfunc_context(context.artifacts)  # refuse pickle-bearing or non-safetensors artifacts
+        from vidgen_core.uses.features import EMBEDDING_VERSION, center_of
+
         probe, config = load_probe(context.artifacts["model_dir"])
+        version = config.get("extra", {}).get("embedding_version", 1)  # probes before versions: flattened latents
+        if version != EMBEDDING_VERSION:
+            raise ValueError(f"this probe reads clip embedding version {version}, this vidgen makes version "
+                             f"{EMBEDDING_VERSION}; re-run the workflow's train_probe step and register it again")
         vae, vae_config = load_model(context.artifacts["vae_dir"], device=default_device())
         if vae_config.get("kind") != "vae":
             raise ValueError(f"vae_dir holds a '{vae_config.get('kind')}' model, expected 'vae'")
         self.probe, self.vae, self.config = probe, vae.eval(), config
+        self.center = center_of(vae_config.get("extra") or {})  # the probe was fitted on features centred so
         self.class_names = list(config["extra"]["class_names"])
 
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
@@ -48,7 +55,7 @@ class LatentProbePyfunc(PythonModel):
         if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[-1] != 3:
             raise ValueError(f"expected uint8 clips (N, T, H, W, 3), got {frames.dtype} {frames.shape}")
         batch_size = int((params or {}).get("batch_size") or DEFAULT_BATCH_SIZE)
-        return predict_proba(self.probe, encode_clips(self.vae, frames, batch_size))
+        return predict_proba(self.probe, encode_clips(self.vae, frames, batch_size, self.center))
 
 
 mlflow.models.set_model(LatentProbePyfunc())

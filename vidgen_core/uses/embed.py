@@ -1,8 +1,9 @@
 """`vidgen embed`: videos -> VAE latent embeddings in one Parquet file.
 
-An embedding is the VAE posterior mean ``encode(x).mean`` of a clip,
-``(Cz, T', H', W')`` flattened to ``D = Cz*T'*H'*W'`` floats (the whole latent:
-pooling it would throw away where things are, which similarity needs). Rows:
+An embedding is the log amplitude spectrum of a clip's VAE posterior mean
+``encode(x).mean`` (vidgen_core/uses/features.py): ``D = Cz*H'*(W'//2+1)``
+unit-norm floats that describe what the clip shows wherever in the frame it
+is. Rows:
 
     kind="clip"   source, video_id, start_frame, start_s, label, label_name, embedding (D,)
     kind="video"  the same with start_frame/start_s null, num_clips, embedding = mean of its clips
@@ -38,6 +39,7 @@ from torch import nn
 
 from vidgen_core.config import IngestConfig
 from vidgen_core.errors import UserError
+from vidgen_core.uses.features import CENTER_KEY, EMBEDDING_NAME, EMBEDDING_VERSION, center_doc, center_of, center_rows, log_spectrum
 from vidgen_core.ray_runtime import ensure_ray
 from vidgen_core.uses.loading import LoadedModel, ingest_config_of, load_for_use
 from vidgen_core.uses.videos import VideoInput, iter_video_clips, list_videos
@@ -47,16 +49,18 @@ RAY_MIN_VIDEOS = 16  # fewer videos than this: the local loop (no cluster start-
 
 
 @torch.no_grad()
-def encode_clips(vae: nn.Module, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Flattened posterior means of uint8 clips.
+def encode_clips(vae: nn.Module, frames: np.ndarray, batch_size: int = 16, center: np.ndarray | None = None) -> np.ndarray:
+    """Clip embeddings of uint8 clips: the log spectrum of their VAE posterior means.
 
     Args:
         vae: a VideoVAE (``encode(x).mean``, x float ``(B, 3, T, H, W)`` in [-1, 1]), eval mode.
         frames: uint8 ``(N, T, H, W, 3)``.
         batch_size: clips per forward pass.
+        center: the VAE's embedding centre (``features.center_of(extra)``), float32 ``(D,)``;
+            subtracted before the rows are normalised again. None: uncentred.
 
     Returns:
-        float32 ``(N, D)`` with ``D = Cz * T' * H' * W'``.
+        float32 ``(N, D)``, unit rows, ``D = Cz * H' * (W'//2 + 1)`` (see ``features.log_spectrum``).
     """
     from vidgen_core.eval.inference import module_device
     from vidgen_core.models.vae import frames_to_video
@@ -65,8 +69,27 @@ def encode_clips(vae: nn.Module, frames: np.ndarray, batch_size: int = 16) -> np
     out = []
     for i in range(0, len(frames), batch_size):
         z = vae.encode(frames_to_video(frames[i : i + batch_size], device)).mean
-        out.append(z.flatten(1).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        out.append(log_spectrum(z).cpu().numpy())
+    return center_rows(np.concatenate(out), center) if out else np.zeros((0, 0), np.float32)
+
+
+def record_embedding_center(model_dir: str, shard_dir: str, max_clips: int = 256, batch_size: int = 16) -> dict[str, Any]:
+    """Write the mean embedding of up to ``max_clips`` train clips into the VAE's ``config.json``.
+
+    The train_vae step calls it on the model it just trained, so every copy of the
+    VAE (registered, logged, loaded by `embed`, `similar`, `compare` and the probe)
+    centres its embeddings the same way. Returns the centre's doc (without the vector).
+    """
+    from vidgen_core.data.readers import load_clips
+    from vidgen_core.models.io import load_model, update_extra
+
+    frames, _ = load_clips(shard_dir, "train", limit=max_clips)
+    if not len(frames):
+        raise ValueError(f"no train clips under {shard_dir} to centre the embeddings on")
+    vae, _ = load_model(model_dir)
+    doc = center_doc(encode_clips(vae, frames, batch_size))
+    update_extra(model_dir, {CENTER_KEY: doc})
+    return {k: v for k, v in doc.items() if k != "vector"}
 
 
 def embedding_schema(dim: int, meta: dict[str, Any]) -> pa.Schema:
@@ -89,7 +112,8 @@ def model_meta(model: LoadedModel, cfg: IngestConfig, dim: int) -> dict[str, Any
     return {
         "model_uri": model.uri, "model_version_uri": model.version_uri, "model_digest": model.digest,
         "dim": dim, "latent_shape": model.extra.get("latent_shape"), "ingest_config": cfg.model_dump(mode="json"),
-        "embedding": "VAE posterior mean (Cz, T', H', W') flattened; video rows: mean over clips",
+        "embedding": f"{EMBEDDING_NAME} of the VAE posterior mean; video rows: mean over clips",
+        "embedding_version": EMBEDDING_VERSION, "embedding_centered": center_of(model.extra) is not None,
     }
 
 
@@ -228,11 +252,11 @@ Rows = Iterator[tuple[str, int, str, np.ndarray, np.ndarray, np.ndarray]]
 
 def _local_rows(videos: list[VideoInput], model: LoadedModel, cfg: IngestConfig, batch_size: int,
                 single: bool, errors: list[str]) -> Rows:
-    vae = model.python_model.vae
+    vae, center = model.python_model.vae, center_of(model.extra)
     for video in videos:
         try:
             for b in iter_video_clips(video, cfg, batch_size):
-                yield video.source, video.label, video.label_name, b.start_frame, b.start_s, encode_clips(vae, b.frames, batch_size)
+                yield video.source, video.label, video.label_name, b.start_frame, b.start_s, encode_clips(vae, b.frames, batch_size, center)
         except UserError as exc:
             if single:
                 raise
@@ -259,7 +283,7 @@ class _Embedder:
         ok = batch["error"] == ""
         emb = np.zeros((len(frames), 0), np.float32)
         if ok.any():
-            good = encode_clips(self.model.python_model.vae, np.asarray(frames[ok]), self.batch_size)
+            good = encode_clips(self.model.python_model.vae, np.asarray(frames[ok]), self.batch_size, center_of(self.model.extra))
             emb = np.zeros((len(frames), good.shape[1]), np.float32)
             emb[ok] = good
         return {**batch, "embedding": emb}

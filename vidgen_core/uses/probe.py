@@ -2,18 +2,22 @@
 
 A latent classifier is only interesting if it beats a pixel one at the same
 size, and a similarity search only if it finds the right neighbours. So the
-``train_probe`` step fits the same linear probe twice on the train split:
+``train_probe`` step fits the same linear probe on the train split to:
 
-    latent features  encode(x).mean (Cz, T', H', W') flattened     D = Cz*T'*H'*W'
-    pixel features   x average-pooled to (3, T', h, h) flattened    3*T'*h*h ~ D (h = round(sqrt(D / 3T')))
+    latent           the clip embedding: log spectrum of encode(x).mean     D = Cz*H'*(W'//2+1)
+    pixel            x average-pooled to (3, T', h, h), flattened             3*T'*h*h ~ D (h = round(sqrt(D / 3T')))
+    pixel_spectrum   the same log spectrum of x average-pooled to (3, T', H', W')
 
 (3 colour channels rarely divide D, so the pixel size is the nearest one that
-keeps the channels apart; both dimensions are logged.) It reports test
-accuracy and per-class recall, and same-class retrieval (test clips as
-queries against the train clips, so no clip finds its own video) with
-recall@k and mAP, for both. The latent probe is saved as a vidgen model
-directory (``config.json`` + ``weights.safetensors`` + ``class_names.json``)
-that the register step turns into ``vidgen-probe``.
+keeps the channels apart; every dimension is logged.) The pixel baseline is
+the one the product promises to beat; the pixel spectrum tells whether the
+VAE's latent, or the translation-invariant transform alone, does the work
+(see vidgen_core/uses/features.py). It reports test accuracy and per-class
+recall, and same-class retrieval (test clips as queries against the train
+clips, so no clip finds its own video) with recall@k and mAP, for each. The
+latent probe is saved as a vidgen model directory (``config.json`` +
+``weights.safetensors`` + ``class_names.json``) that the register step turns
+into ``vidgen-probe``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vidgen_core.config import ProbeConfig
+from vidgen_core.uses.features import EMBEDDING_NAME, EMBEDDING_VERSION, center_of, log_spectrum
 
 PROBE_KIND = "probe"
 CLASS_NAMES_FILE = "class_names.json"
@@ -129,13 +134,24 @@ def retrieval_metrics(query: np.ndarray, query_labels: np.ndarray, gallery: np.n
 # ---------------------------------------------------------------- features
 
 
-def pixel_features(frames: np.ndarray, latent_shape: tuple[int, int, int, int]) -> np.ndarray:
-    """Raw pixels average-pooled to about the latent's size: uint8 ``(N, T, H, W, 3)`` -> float32 ``(N, 3*T'*h*h)``."""
-    cz, tz, _, _ = latent_shape
-    dim = int(np.prod(latent_shape))
-    side = max(1, round(math.sqrt(dim / (3 * tz))))
-    x = torch.as_tensor(frames).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0  # (N, 3, T, H, W) in [-1, 1]
-    return F.adaptive_avg_pool3d(x, (tz, side, side)).flatten(1).numpy()
+def _as_video(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, T, H, W, 3)`` -> float ``(N, 3, T, H, W)`` in [-1, 1]."""
+    return torch.as_tensor(frames).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+
+
+def pixel_features(frames: np.ndarray, dim: int, latent_frames: int) -> np.ndarray:
+    """Raw pixels average-pooled to about ``dim`` values: uint8 ``(N, T, H, W, 3)`` -> float32 ``(N, 3*T'*h*h)``.
+
+    ``T' = latent_frames`` (the latent's length); ``h`` is the side that brings ``3*T'*h*h`` nearest ``dim``.
+    """
+    side = max(1, round(math.sqrt(dim / (3 * latent_frames))))
+    return F.adaptive_avg_pool3d(_as_video(frames), (latent_frames, side, side)).flatten(1).numpy()
+
+
+def pixel_spectrum_features(frames: np.ndarray, latent_shape: tuple[int, int, int, int]) -> np.ndarray:
+    """The embedding's transform on pixels pooled to the latent grid: uint8 clips -> float32 ``(N, 3*H'*(W'//2+1))``."""
+    _, tz, hz, wz = latent_shape
+    return log_spectrum(F.adaptive_avg_pool3d(_as_video(frames), (tz, hz, wz))).numpy()
 
 
 # ---------------------------------------------------------------- save / load
@@ -152,7 +168,8 @@ def save_probe(probe: LinearProbe, out_dir: str, class_names: list[str], extra: 
     num_classes, num_features = probe.linear.weight.shape
     doc = {"format_version": 1, "kind": PROBE_KIND,
            "model_config": {"num_features": int(num_features), "num_classes": int(num_classes)},
-           "extra": {**extra, "class_names": class_names}}
+           # A probe reads features made by this vidgen's encode_clips: their version travels with it.
+           "extra": {"embedding_version": EMBEDDING_VERSION, **extra, "class_names": class_names}}
     (out / "config.json.tmp").write_text(json.dumps(doc, indent=2, sort_keys=True))
     os.replace(out / "config.json.tmp", out / "config.json")
     return str(out)
@@ -223,9 +240,9 @@ class ProbeResult:
 def train_and_evaluate(shard_dir: str, vae_dir: str, out_dir: str, cfg: ProbeConfig) -> ProbeResult:
     """Latent and pixel probes + retrieval on a shard set; saves the latent probe under ``out_dir``.
 
-    Returns metrics (``probe_{latent,pixel}_accuracy`` per clip and ``_video_accuracy`` per video
-    (mean of its clips' probabilities, as `vidgen classify`), ``probe_{latent,pixel}_recall_<class>``,
-    ``retrieval_{latent,pixel}_{recall_at_1,recall_at_5,map}``, ``embed_clips_per_s``,
+    Returns metrics (``probe_{latent,pixel,pixel_spectrum}_accuracy`` per clip and ``_video_accuracy`` per video
+    (mean of its clips' probabilities, as `vidgen classify`), ``probe_{...}_recall_<class>``,
+    ``retrieval_{...}_{recall_at_1,recall_at_5,map}``, ``embed_clips_per_s``,
     ``probe_{latent,pixel}_dim``, clip counts) and the probe's directory.
     """
     from vidgen_core.data.schema import read_manifest
@@ -245,20 +262,26 @@ def train_and_evaluate(shard_dir: str, vae_dir: str, out_dir: str, cfg: ProbeCon
         raise ProbeSkipped(f"a probe needs labelled train and test clips; got {len(train_x)} and {len(test_x)}")
 
     t0 = time.perf_counter()
-    lat_train = encode_clips(vae, train_x, cfg.batch_size)
+    center = center_of(vae_doc.get("extra") or {})  # as `embed` and the registered probe will use it
+    lat_train = encode_clips(vae, train_x, cfg.batch_size, center)
     seconds = time.perf_counter() - t0
-    lat_test = encode_clips(vae, test_x, cfg.batch_size)
+    lat_test = encode_clips(vae, test_x, cfg.batch_size, center)
     latent_shape = tuple(vae.latent_dims(*train_x.shape[1:4]))  # (Cz, T', H', W')
-    pix_train, pix_test = pixel_features(train_x, latent_shape), pixel_features(test_x, latent_shape)
+    dim, latent_frames = lat_train.shape[1], latent_shape[1]
+    features = {
+        "latent": (lat_train, lat_test),
+        "pixel": (pixel_features(train_x, dim, latent_frames), pixel_features(test_x, dim, latent_frames)),
+        "pixel_spectrum": (pixel_spectrum_features(train_x, latent_shape), pixel_spectrum_features(test_x, latent_shape)),
+    }
 
     c = len(names)
     metrics: dict[str, float] = {
         "probe_train_clips": float(len(train_x)), "probe_test_clips": float(len(test_x)),
         "embed_clips_per_s": len(train_x) / seconds if seconds > 0 else float("nan"),
-        "probe_latent_dim": float(lat_train.shape[1]), "probe_pixel_dim": float(pix_train.shape[1]),
+        **{f"probe_{space}_dim": float(tr.shape[1]) for space, (tr, _) in features.items()},
     }
     probes = {}
-    for space, (tr, te) in {"latent": (lat_train, lat_test), "pixel": (pix_train, pix_test)}.items():
+    for space, (tr, te) in features.items():
         probe = fit_probe(tr, train_y, c, cfg)
         probs = predict_proba(probe, te)
         pred = probs.argmax(1)
@@ -273,7 +296,7 @@ def train_and_evaluate(shard_dir: str, vae_dir: str, out_dir: str, cfg: ProbeCon
 
     ingest = (manifest.get("config") or {}).get("ingest") or {}
     extra = {"clip_len": int(train_x.shape[1]), "size": int(train_x.shape[2]), "ingest": ingest,
-             "vae_dir": str(vae_dir), "latent_shape": list(latent_shape), "feature": "vae_posterior_mean_flat",
+             "vae_dir": str(vae_dir), "latent_shape": list(latent_shape), "feature": EMBEDDING_NAME, "embedding_centered": center is not None,
              "vae_kind": vae_doc.get("kind"), "test_accuracy": metrics["probe_latent_accuracy"]}
     model_dir = save_probe(probes["latent"], os.path.join(out_dir, "model"), names, extra)
     return ProbeResult(metrics, model_dir)

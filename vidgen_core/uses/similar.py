@@ -2,8 +2,8 @@
 
 Nearest neighbours are exact brute force: one ``(N, D) @ (D,)`` product over
 L2-normalised rows. On one CPU core that is ~0.1-0.5 s for N = 10^6 videos at
-D = 1024, and the matrix (4 GB in float32) must fit in memory: that is where
-this path stops. Beyond ~10^6 rows, or for many queries per second, put the
+D = 1024 (the default's D is 160), and the matrix (4 GB in float32 at D = 1024)
+must fit in memory: that is where this path stops. Beyond ~10^6 rows, or for many queries per second, put the
 vectors in an approximate index (FAISS IVF-PQ / HNSW, or a vector database
 such as Milvus or pgvector) built from the same Parquet file; the scores stay
 cosine similarities.
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from vidgen_core import storage
 from vidgen_core.errors import UserError
 from vidgen_core.uses.embed import META_KEY, encode_clips
+from vidgen_core.uses.features import EMBEDDING_NAME, EMBEDDING_VERSION, center_of
 from vidgen_core.uses.loading import LoadedModel, ingest_config_of, load_for_use
 from vidgen_core.uses.videos import video_clips
 
@@ -92,11 +93,17 @@ class VideoEmbedding:
 def embed_video(model: LoadedModel, path: str, batch_size: int = 16) -> VideoEmbedding:
     """Cut ``path`` as the model's training clips were cut and embed every clip."""
     clips = video_clips(path, ingest_config_of(model))
-    return VideoEmbedding(storage.normalize(path), encode_clips(model.python_model.vae, clips.frames, batch_size),
+    return VideoEmbedding(storage.normalize(path), encode_clips(model.python_model.vae, clips.frames, batch_size, center_of(model.extra)),
                           clips.start_s)
 
 
 def _check_same_model(emb: Embeddings, model: LoadedModel, path: str) -> None:
+    version = emb.meta.get("embedding_version", 1)  # files written before versions were recorded hold version 1
+    if version != EMBEDDING_VERSION:
+        raise UserError(
+            f"embeddings file '{path}' holds embedding version {version}, this vidgen makes version "
+            f"{EMBEDDING_VERSION} ({EMBEDDING_NAME}); re-embed with `vidgen embed`"
+        )
     if emb.meta.get("model_digest") != model.digest:
         raise UserError(
             f"embeddings file '{path}' was made by {emb.meta.get('model_version_uri')} "
