@@ -13,6 +13,14 @@ from vidgen_core.tracking.mlflow_setup import run_page_url
 from workflows.executor import PipelineResult
 
 
+def _pixel_spectrum(pr: dict) -> str:
+    """The stronger pixel baseline (the embedding's transform on pooled pixels), when the step logged it."""
+    if "probe_pixel_spectrum_accuracy" not in pr:
+        return ""
+    return (f" (pixel spectrum: accuracy {pr['probe_pixel_spectrum_accuracy']:.3f}, "
+            f"recall@5 {pr['retrieval_pixel_spectrum_recall_at_5']:.3f})")
+
+
 def print_summary(result: PipelineResult, workdir: Path, echo: Callable[[str], None] = click.echo) -> None:
     """Print steps (ran/reused, time), headline metrics, registered versions, how to look."""
     echo("")
@@ -31,7 +39,8 @@ def print_summary(result: PipelineResult, workdir: Path, echo: Callable[[str], N
         echo(
             f"probe test accuracy latents {pr['probe_latent_accuracy']:.3f} vs pixels {pr['probe_pixel_accuracy']:.3f}; "
             f"retrieval recall@5 {pr['retrieval_latent_recall_at_5']:.3f} vs {pr['retrieval_pixel_recall_at_5']:.3f}, "
-            f"mAP {pr['retrieval_latent_map']:.3f} vs {pr['retrieval_pixel_map']:.3f}; embedding {pr['embed_clips_per_s']:.0f} clips/s"
+            f"mAP {pr['retrieval_latent_map']:.3f} vs {pr['retrieval_pixel_map']:.3f}{_pixel_spectrum(pr)}; "
+            f"embedding {pr['embed_clips_per_s']:.0f} clips/s"
         )
     codec = result.outputs("codec_eval") if "codec_eval" in result.steps else {}
     if codec.get("summary"):
