@@ -26,10 +26,10 @@ The VAE therefore carries the *centre* of its training clips' embeddings
 videos score well above other classes. A VAE saved without a centre gives
 uncentred embeddings.
 
-Chosen on two default runs' VAEs (bench/RESULTS.md, "Probe and retrieval",
+Chosen on three default runs' VAEs (bench/RESULTS.md, "Probe and retrieval",
 with the variants that lost: square root instead of log, no per-channel
-norm, no centre, a 3-D spectrum over time too): probe accuracy 0.962 on both,
-recall@5 0.990 and 0.962, where flattened latents scored 0.28. The same
+norm, no centre, a 3-D spectrum over time too): probe accuracy 0.962-0.971,
+recall@5 0.962-0.990, where flattened latents scored 0.25-0.28. The same
 transform of average-pooled pixels gives a weaker probe (0.875 against 0.971
 in one run) but as good a ranking (recall@5 1.000 against 0.990): the
 invariance does much of the work, the latent adds what a linear probe needs.
