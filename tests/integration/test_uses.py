@@ -93,6 +93,18 @@ def _save_probe(root: Path, vae_dir: str, videos: Path) -> str:
     return save_probe(probe, str(root / "probe" / "model"), CLASSES, extra)
 
 
+def _old_version_probe(root: Path) -> str:
+    """A copy of the probe as if fitted on the first embedding (flattened latents, version 1)."""
+    import shutil
+
+    from vidgen_core.models.io import update_extra
+
+    old = root / "oldprobe" / "model"
+    shutil.copytree(root / "probe" / "model", old)
+    update_extra(old, {"embedding_version": 1})
+    return str(old)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, synth_videos):
     """Two VAEs, a conditional and an unconditional GAN, and a probe, registered with @champion."""
@@ -116,6 +128,7 @@ def world(tmp_path_factory, synth_videos):
         ("vidgen-gan", "gan", _save_gan(root, vae_dir, shape, True), vae_dir),
         ("vidgen-ugan", "gan", _save_gan(root, vae_dir, shape, False), vae_dir),
         ("vidgen-probe", "probe", _save_probe(root, vae_dir, synth_videos), vae_dir),
+        ("vidgen-oldprobe", "probe", _old_version_probe(root), vae_dir),
     ):
         r = register_model(kind, model_dir, name, tags, run_id=run_id, vae_dir=vae, tracking_uri=uri)
         reg.setdefault(name, []).append(r["version"])
@@ -318,3 +331,4 @@ def test_classify_names_the_class(world) -> None:
     lines = r.out.strip().splitlines()
     assert len(lines) == 3 and all(line.split(": ", 1)[1].startswith("triangle ") for line in lines[:2])
     assert_one_line_error(_run(world, "classify", circle, "-m", "models:/vidgen-vae/1"), "needs a probe model")
+    assert_one_line_error(_run(world, "classify", circle, "-m", "models:/vidgen-oldprobe/1"), "reads clip embedding version 1")

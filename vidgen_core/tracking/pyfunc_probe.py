@@ -32,12 +32,14 @@ class LatentProbePyfunc(PythonModel):
         from vidgen_core.uses.probe import load_probe
 
         check_pyfunc_context(context.artifacts)  # refuse pickle-bearing or non-safetensors artifacts
+        from vidgen_core.errors import UserError
         from vidgen_core.uses.features import EMBEDDING_VERSION, center_of
 
         probe, config = load_probe(context.artifacts["model_dir"])
         version = config.get("extra", {}).get("embedding_version", 1)  # probes before versions: flattened latents
         if version != EMBEDDING_VERSION:
-            raise ValueError(f"this probe reads clip embedding version {version}, this vidgen makes version "
+            # A UserError, not a ValueError: `vidgen classify` prints it as one line and exits 2.
+            raise UserError(f"this probe reads clip embedding version {version}, this vidgen makes version "
                              f"{EMBEDDING_VERSION}; re-run the workflow's train_probe step and register it again")
         vae, vae_config = load_model(context.artifacts["vae_dir"], device=default_device())
         if vae_config.get("kind") != "vae":
