@@ -236,8 +236,8 @@ class ProbeConfig(_Section):
 
     steps: int = Field(300, ge=1)  # full-batch Adam steps of the logistic regression
     lr: float = Field(0.01, gt=0)
-    # 1e-2 (was 1e-3): on the default's root-spectrum features 0.971 vs 0.962 test accuracy, and no
-    # setting between 1e-4 and 1e-2 fell below 0.95 (bench/RESULTS.md, "Probe and retrieval").
+    # 1e-2 (was 1e-3): on the default's spectrum embedding (its square-root version) 0.971 vs 0.962 test
+    # accuracy, and no setting between 1e-4 and 1e-2 fell below 0.95; the log version shipped was chosen at 1e-2.
     weight_decay: float = Field(1e-2, ge=0)
     max_clips_per_split: int | None = Field(4096, ge=1)  # clips read per split (memory: N x T x H x W x 3 bytes)
     batch_size: int = Field(16, ge=1)  # clips per VAE forward pass

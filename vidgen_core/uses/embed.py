@@ -73,12 +73,12 @@ def encode_clips(vae: nn.Module, frames: np.ndarray, batch_size: int = 16, cente
     return center_rows(np.concatenate(out), center) if out else np.zeros((0, 0), np.float32)
 
 
-def record_embedding_center(model_dir: str, shard_dir: str, max_clips: int = 256, batch_size: int = 16) -> dict[str, Any]:
+def record_embedding_center(model_dir: str, shard_dir: str, max_clips: int = 256, batch_size: int = 16) -> None:
     """Write the mean embedding of up to ``max_clips`` train clips into the VAE's ``config.json``.
 
     The train_vae step calls it on the model it just trained, so every copy of the
     VAE (registered, logged, loaded by `embed`, `similar`, `compare` and the probe)
-    centres its embeddings the same way. Returns the centre's doc (without the vector).
+    centres its embeddings the same way.
     """
     from vidgen_core.data.readers import load_clips
     from vidgen_core.models.io import load_model, update_extra
@@ -87,9 +87,7 @@ def record_embedding_center(model_dir: str, shard_dir: str, max_clips: int = 256
     if not len(frames):
         raise ValueError(f"no train clips under {shard_dir} to centre the embeddings on")
     vae, _ = load_model(model_dir)
-    doc = center_doc(encode_clips(vae, frames, batch_size))
-    update_extra(model_dir, {CENTER_KEY: doc})
-    return {k: v for k, v in doc.items() if k != "vector"}
+    update_extra(model_dir, {CENTER_KEY: center_doc(encode_clips(vae, frames, batch_size))})
 
 
 def embedding_schema(dim: int, meta: dict[str, Any]) -> pa.Schema:
@@ -277,13 +275,14 @@ class _Embedder:
         if self.model.digest != digest:  # an alias moved between the driver's load and this actor's
             raise RuntimeError(f"{uri} changed while embedding (digest {self.model.digest} != {digest})")
         self.batch_size = batch_size
+        self.center = center_of(self.model.extra)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = batch.pop("frames")
         ok = batch["error"] == ""
         emb = np.zeros((len(frames), 0), np.float32)
         if ok.any():
-            good = encode_clips(self.model.python_model.vae, np.asarray(frames[ok]), self.batch_size, center_of(self.model.extra))
+            good = encode_clips(self.model.python_model.vae, np.asarray(frames[ok]), self.batch_size, self.center)
             emb = np.zeros((len(frames), good.shape[1]), np.float32)
             emb[ok] = good
         return {**batch, "embedding": emb}

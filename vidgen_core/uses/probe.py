@@ -243,7 +243,7 @@ def train_and_evaluate(shard_dir: str, vae_dir: str, out_dir: str, cfg: ProbeCon
     Returns metrics (``probe_{latent,pixel,pixel_spectrum}_accuracy`` per clip and ``_video_accuracy`` per video
     (mean of its clips' probabilities, as `vidgen classify`), ``probe_{...}_recall_<class>``,
     ``retrieval_{...}_{recall_at_1,recall_at_5,map}``, ``embed_clips_per_s``,
-    ``probe_{latent,pixel}_dim``, clip counts) and the probe's directory.
+    ``probe_{...}_dim``, clip counts) and the probe's directory.
     """
     from vidgen_core.data.schema import read_manifest
     from vidgen_core.models.io import load_model
