@@ -97,9 +97,15 @@ class RayNode:
 
 
 class TwoNodeCluster:
-    """A head (1 CPU, resource ``head_pool``) and a worker (1 CPU, resource ``worker_pool``), token auth on."""
+    """A head (1 CPU, resource ``head_pool``) and a worker (1 CPU, resource ``worker_pool``), token auth on.
 
-    def __init__(self, root: Path, token: str | None) -> None:
+    ``head_cpus``/``worker_cpus`` and ``head_resources``/``worker_resources`` (custom resources
+    added to the pools) size the nodes for a test that needs more (the node-loss drill).
+    """
+
+    def __init__(self, root: Path, token: str | None, *, head_cpus: int = 1, worker_cpus: int = 1,
+                 head_resources: dict[str, float] | None = None,
+                 worker_resources: dict[str, float] | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "RAY_AUTH"))}
@@ -121,11 +127,12 @@ class TwoNodeCluster:
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         self.head = RayNode("head", root, env, [
             "--head", f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-            "--num-cpus=1", "--num-gpus=0", "--resources=" + json.dumps({"head_pool": 10}), f"--ray-client-server-port={client_port}",
+            f"--num-cpus={head_cpus}", "--num-gpus=0", "--resources=" + json.dumps({"head_pool": 10, **(head_resources or {})}),
+            f"--ray-client-server-port={client_port}",
         ])
         self.worker = RayNode("worker", root, env, [
-            f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1", "--num-gpus=0",
-            "--resources=" + json.dumps({"worker_pool": 10}),
+            f"--address=127.0.0.1:{self.gcs_port}", f"--num-cpus={worker_cpus}", "--num-gpus=0",
+            "--resources=" + json.dumps({"worker_pool": 10, **(worker_resources or {})}),
         ])
 
     def _headers(self) -> dict[str, str]:

@@ -22,19 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from plumbing import PLUMBING, as_cli_args
+from clusterjobs import LEAN, MLFLOW_PASSWORD
+from clusterjobs import job_env as _env
+from clusterjobs import run_vidgen as _vidgen
 from raynodes import TwoNodeCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(900)]
-
-ROOT = Path(__file__).resolve().parents[2]
-# The tiny recipe, leaner: the point here is where work runs, not model quality.
-LEAN = ["--config", "workflows/configs/tiny.yaml",
-        "--set", "synth.videos_per_class=3", "--set", "train_vae.steps=20", "--set", "train_vae.checkpoint_every=10",
-        "--set", "train_vae.sample_every=0", "--set", "train_gan.steps=6", "--set", "train_gan.checkpoint_every=3",
-        "--set", "eval.max_test_clips=8", "--set", "train_gan.batch_size=4", *as_cli_args(PLUMBING)]
-# Secrets the submitter holds: none may surface in params, tags, logged text or job logs.
-MLFLOW_PASSWORD = "mlflow-pw-" + secrets.token_hex(8)
 
 
 @pytest.fixture(scope="module")
@@ -65,23 +58,6 @@ def cluster(stack) -> TwoNodeCluster:
 @pytest.fixture(scope="module")
 def server(stack):
     return stack[1]
-
-
-def _env(cluster: TwoNodeCluster, tracking_uri: str | None, token: bool = True) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "RAY_AUTH"))}
-    env["RAY_ADDRESS"] = cluster.address
-    if token:
-        env["RAY_AUTH_TOKEN_PATH"] = str(cluster.token_path)  # as the README says: the only thing a submitter sets
-    if tracking_uri:
-        env["MLFLOW_TRACKING_URI"] = tracking_uri
-        env["MLFLOW_TRACKING_USERNAME"] = "vidgen"
-        env["MLFLOW_TRACKING_PASSWORD"] = MLFLOW_PASSWORD  # the test server ignores it; it must not leak
-    return env
-
-
-def _vidgen(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], *parts: str) -> None:
