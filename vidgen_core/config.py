@@ -135,6 +135,13 @@ class GANConfig(_Section):
     # Weight of the auxiliary class loss (AC-GAN): D also classifies real samples, G is
     # pushed to make samples D classifies as their label. 0 = off (projection only).
     class_loss: float = Field(1.0, ge=0)
+    # Latent GAN only: a second D judges pixels. Each step the frozen VAE decodes one latent time
+    # slice of pixel_d_batch real and generated samples (per worker) and this D reads the frames;
+    # G gets its gradient back through the decoder. Class is learnable from pixels, hardly from
+    # latents of unseen videos: class consistency 0.40 -> 0.76 with weight 2 (0.60 with 1) at
+    # ~1.5x the step time (bench/RESULTS.md). 0 = off.
+    pixel_d_weight: float = Field(2.0, ge=0)
+    pixel_d_batch: int = Field(8, ge=1)
     # EMA of the generator weights (what is saved and served); 0 = off. The decay ramps
     # up as min(ema_decay, (1 + n) / (10 + n)) so short runs still average recent weights.
     ema_decay: float = Field(0.999, ge=0, lt=1)

@@ -209,6 +209,54 @@ class LatentDiscriminator(nn.Module):
         return logits
 
 
+class LatentAndPixelDiscriminator(nn.Module):
+    """Two discriminators of a latent GAN trained as one module: ``latent`` reads latents
+    (B, C, T', H', W'), ``pixel`` reads what the frozen VAE decodes from a few of them
+    (b, 3, T_px, H, W): one latent time slice, so T_px is the VAE's temporal factor.
+
+    Why a pixel D: a shape's class is hard to read from the latents of videos not seen in
+    training (a latent classifier reached 0.41-0.45 on test clips, a pixel one 0.88), so a
+    latent D alone cannot teach G what a square looks like (bench/RESULTS.md).
+
+    One forward serves both (DDP allows one forward per backward): ``forward(latents, labels,
+    with_class, pixels, pixel_labels)`` returns the latent D's output, or with ``pixels`` the
+    pair (latent D's output, pixel D's output); each output is logits (B,) or, with
+    ``with_class``, (logits, class logits).
+    """
+
+    def __init__(self, cfg: GANConfig, latent_shape: tuple[int, ...], pixel_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        self.latent = LatentDiscriminator(cfg, latent_shape, num_classes)
+        self.pixel = LatentDiscriminator(cfg, pixel_shape, num_classes)
+        self.latent_shape = self.latent.latent_shape
+        self.pixel_shape = self.pixel.latent_shape
+        self.conditional = self.latent.conditional
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        with_class: bool = False,
+        pixels: torch.Tensor | None = None,
+        pixel_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple:
+        out = self.latent(latents, labels, with_class=with_class)
+        if pixels is None:
+            return out
+        return out, self.pixel(pixels, pixel_labels, with_class=with_class)
+
+
+def build_discriminator(
+    cfg: GANConfig, shape: tuple[int, ...], num_classes: int, pixel_shape: tuple[int, ...] | None = None
+) -> nn.Module:
+    """The GAN's discriminator: a :class:`LatentDiscriminator` over ``shape`` (latents or, for a
+    pixel GAN, clips), paired with a pixel D over ``pixel_shape`` when that is given (latent GAN
+    with ``cfg.pixel_d_weight > 0``)."""
+    if pixel_shape is None:
+        return LatentDiscriminator(cfg, shape, num_classes)
+    return LatentAndPixelDiscriminator(cfg, shape, pixel_shape, num_classes)
+
+
 def build_generator(cfg: GANConfig, shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The generator for ``cfg.space``: latents of ``shape`` (latent) or clips of ``shape`` (pixel)."""
     space = cfg.space

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 import torch
 from torch import nn
 
-from vidgen_core.models.gan import LatentDiscriminator, build_generator
+from vidgen_core.models.gan import build_discriminator, build_generator
 from vidgen_core.models.vae import frames_to_video
 from vidgen_core.train.checkpoint import TrainingState, capture_state, copy_state, restore_state
 from vidgen_core.train.ema import EMA
-from vidgen_core.train.gan_steps import discriminator_step, generator_step
+from vidgen_core.train.gan_steps import PixelView, discriminator_step, generator_step
 from vidgen_core.train.guard import DivergenceGuard, GANDiverged
 from vidgen_core.train.latent_cache import LatentCache
 from vidgen_core.train.loop import WindowMeter, dist_mean, next_batch, seed_for_step, split_batch, unwrap
@@ -63,6 +63,31 @@ def encode_latents(vae: nn.Module, frames: Any, device: torch.device | str, nume
         return vae.encode(x).mean.float()
     with numerics.autocast():
         return vae.encode(numerics.to_input(x)).mean.float()
+
+
+def pixel_d_shape(gan_cfg: GANConfig, vae: nn.Module | None, latent_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The pixel D's input shape (3, T_px, H, W): what the VAE decodes from one latent time
+    slice; None when there is no pixel D (pixel GAN, or ``gan.pixel_d_weight`` 0)."""
+    if gan_cfg.space != "latent" or gan_cfg.pixel_d_weight <= 0 or vae is None:
+        return None
+    probe = next(vae.parameters())
+    with torch.no_grad():
+        z = torch.zeros(1, latent_shape[0], 1, *latent_shape[2:], device=probe.device, dtype=probe.dtype)
+        return tuple(vae.decode(z).shape[1:])
+
+
+def pixel_view(gan_cfg: GANConfig, vae: nn.Module, generator: nn.Module, numerics: Numerics) -> PixelView:
+    """Decoding for the pixel D: generator-space latents (b, C, T', H', W') and a slice index t ->
+    the frozen VAE's frames of latent slice t, float32 (b, 3, T_px, H, W), differentiable in the
+    latents. The generator's ``latent_scale`` is read at each call (it is set after construction)."""
+    g = unwrap(generator)
+
+    def decode(latents: torch.Tensor, t: int) -> torch.Tensor:
+        z = latents[:, :, t : t + 1].float() / g.latent_scale
+        with numerics.autocast():
+            return vae.decode(numerics.to_input(z)).float()
+
+    return PixelView(decode, int(g.latent_shape[1]), gan_cfg.pixel_d_batch, gan_cfg.pixel_d_weight)
 
 
 def _labels(labels: Any, conditional: bool, num_classes: int, device: torch.device | str) -> torch.Tensor | None:
@@ -150,8 +175,11 @@ def fit_gan(
     if generator is None:
         generator = maybe_compile(numerics.prepare(build_generator(gan_cfg, shape, num_classes)), train_cfg.compile)
     if discriminator is None:
-        discriminator = maybe_compile(numerics.prepare(LatentDiscriminator(gan_cfg, shape, num_classes)), train_cfg.compile)
+        d = build_discriminator(gan_cfg, shape, num_classes, pixel_d_shape(gan_cfg, vae, shape))
+        discriminator = maybe_compile(numerics.prepare(d), train_cfg.compile)
     g_bare = unwrap(generator)
+    # The pixel D needs a discriminator built with it (build_discriminator with pixel_d_shape).
+    pixels = pixel_view(gan_cfg, vae, generator, numerics) if hasattr(unwrap(discriminator), "pixel") else None
     conditional = g_bare.conditional
 
     fused = dev.type == "cuda"
@@ -195,9 +223,11 @@ def fit_gan(
             reals.append(real if pixel else numerics.to_input(real * scale))
             ys.append(_labels(labels, conditional, num_classes, dev))
         class_loss = gan_cfg.class_loss
-        metrics = discriminator_step(generator, discriminator, opt_d, reals, ys, numerics, gan_cfg.r1_gamma, class_loss)
+        metrics = discriminator_step(
+            generator, discriminator, opt_d, reals, ys, numerics, gan_cfg.r1_gamma, class_loss, pixels
+        )
         metrics.update(generator_step(
-            generator, discriminator, opt_g, reals[0].shape[0], ys, numerics, gan_cfg.mode_seeking, class_loss
+            generator, discriminator, opt_g, reals[0].shape[0], ys, numerics, gan_cfg.mode_seeking, class_loss, pixels
         ))
         metrics["loss"] = metrics["loss_d"] + metrics["loss_g"]
         if ema is not None:

@@ -8,9 +8,17 @@ penalty on real samples for D and the optional auxiliary class loss (AC-GAN):
 D learns to classify *real* samples, G to make samples D classifies as their
 label. D's class head never trains on fakes, so it cannot learn that "fake"
 is a class of its own.
+
+With a :class:`PixelView` (latent GAN, ``gan.pixel_d_weight > 0``) the
+discriminator is a :class:`~vidgen_core.models.gan.LatentAndPixelDiscriminator`:
+the first ``batch`` real and generated samples of each micro-batch are also
+decoded (one latent time slice, drawn per step) and its pixel D adds the same
+losses, weighted by ``weight``; G's gradient reaches it through the frozen decoder.
 """
 
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +30,28 @@ from vidgen_core.train.optim import Optim, no_sync
 from vidgen_core.train.precision import Numerics
 
 
+class PixelView(NamedTuple):
+    """What the pixel D sees. ``decode(latents, t)``: generator-space latents (b, C, T', H', W')
+    -> float32 frames (b, 3, T_px, H, W) of latent time slice ``t`` in [0, num_slices), decoded by
+    the frozen VAE (differentiable in the latents). ``batch``: samples per micro-batch decoded;
+    ``weight``: the pixel D's share of each loss."""
+
+    decode: Callable[[torch.Tensor, int], torch.Tensor]
+    num_slices: int
+    batch: int
+    weight: float
+
+
 def _pair(labels: torch.Tensor | None) -> torch.Tensor | None:
     return torch.cat([labels, labels]) if labels is not None else None
+
+
+def _head(labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    return labels[:n] if labels is not None else None
+
+
+def _logits(out: torch.Tensor | tuple[torch.Tensor, torch.Tensor], classify: bool) -> torch.Tensor:
+    return (out[0] if classify else out).float()
 
 
 def discriminator_step(
@@ -35,13 +63,15 @@ def discriminator_step(
     numerics: Numerics,
     r1_gamma: float = 0.0,
     class_loss: float = 0.0,
+    pixels: PixelView | None = None,
 ) -> dict[str, torch.Tensor]:
     """One D update on real samples (each (b, C, T', H', W')) vs fresh fakes; returns detached metrics.
 
     Real and fake go through D in ONE forward: a DDP module must not run forward
     twice before its backward. With ``r1_gamma > 0`` the loss adds
     ``r1_gamma / 2 · R1`` on the real half; with ``class_loss > 0`` (and labels)
-    ``class_loss ·`` the cross-entropy of D's class head on the real half.
+    ``class_loss ·`` the cross-entropy of D's class head on the real half. With
+    ``pixels``, the pixel D's hinge (and class) loss on decoded samples, times ``pixels.weight``.
     """
     optim.zero_grad()
     noise_dim = unwrap(generator).noise_dim
@@ -56,15 +86,31 @@ def discriminator_step(
             real_in = real.detach().requires_grad_(r1_gamma > 0)
             both = numerics.to_input(torch.cat([real_in, fake.to(real_in.dtype)]))
             classify = class_loss > 0 and y is not None
+            extra, pb = {}, 0
+            if pixels is not None:
+                pb, t = min(pixels.batch, b), int(torch.randint(pixels.num_slices, ()))
+                with torch.no_grad():
+                    px = torch.cat([pixels.decode(real.detach()[:pb], t), pixels.decode(fake[:pb], t)])
+                extra = {"pixels": numerics.to_input(px), "pixel_labels": _pair(_head(y, pb))}
             with numerics.autocast():
-                out_d = discriminator(both, _pair(y), with_class=classify)
-            logits = (out_d[0] if classify else out_d).float()
+                out_all = discriminator(both, _pair(y), with_class=classify, **extra)
+            out_d, out_p = out_all if pixels is not None else (out_all, None)
+            logits = _logits(out_d, classify)
             loss = hinge_d_loss(logits[:b], logits[b:])
             terms = {"loss_d": loss, "d_real": logits[:b].mean(), "d_fake": logits[b:].mean()}
             if classify:
                 ce = F.cross_entropy(out_d[1][:b].float(), y)
                 loss = loss + class_loss * ce
                 terms["class_d"] = ce
+            if out_p is not None:
+                lp = _logits(out_p, classify)
+                loss_p = hinge_d_loss(lp[:pb], lp[pb:])
+                terms.update(loss_d_pixel=loss_p, d_real_pixel=lp[:pb].mean(), d_fake_pixel=lp[pb:].mean())
+                if classify:
+                    ce_p = F.cross_entropy(out_p[1][:pb].float(), y[:pb])
+                    loss_p = loss_p + class_loss * ce_p
+                    terms["class_d_pixel"] = ce_p
+                loss = loss + pixels.weight * loss_p
             if r1_gamma > 0:
                 r1 = r1_penalty(logits[:b], real_in)
                 loss = loss + 0.5 * r1_gamma * r1
@@ -85,6 +131,7 @@ def generator_step(
     numerics: Numerics,
     mode_seeking: float = 0.0,
     class_loss: float = 0.0,
+    pixels: PixelView | None = None,
 ) -> dict[str, torch.Tensor]:
     """One G update against the current D over ``len(labels)`` micro-batches of ``batch_size``.
 
@@ -94,7 +141,8 @@ def generator_step(
     the batch (same labels), in the same forward pass (DDP allows one per
     backward), and the loss adds ``mode_seeking`` times the mode-seeking penalty.
     With ``class_loss > 0`` (and labels) it adds ``class_loss ·`` the
-    cross-entropy of D's class head on the samples against their labels.
+    cross-entropy of D's class head on the samples against their labels. With ``pixels``,
+    the first ``pixels.batch`` samples are also decoded and the pixel D's losses added.
     """
     optim.zero_grad()
     noise_dim = unwrap(generator).noise_dim
@@ -111,12 +159,23 @@ def generator_step(
             classify = class_loss > 0 and y is not None
             with numerics.autocast():
                 samples = generator(noise, y_all)
-                out_d = discriminator(numerics.to_input(samples[:batch_size]), y, with_class=classify)
-            loss = hinge_g_loss((out_d[0] if classify else out_d).float())
+            extra, pb = {}, 0
+            if pixels is not None:
+                pb, t = min(pixels.batch, batch_size), int(torch.randint(pixels.num_slices, ()))
+                extra = {"pixels": numerics.to_input(pixels.decode(samples[:pb], t)), "pixel_labels": _head(y, pb)}
+            with numerics.autocast():
+                out_all = discriminator(numerics.to_input(samples[:batch_size]), y, with_class=classify, **extra)
+            out_d, out_p = out_all if pixels is not None else (out_all, None)
+            loss = hinge_g_loss(_logits(out_d, classify))
             if classify:
                 ce = F.cross_entropy(out_d[1].float(), y)
                 loss = loss + class_loss * ce
                 ce_sum = ce_sum + ce.detach() / n
+            if out_p is not None:
+                loss_p = hinge_g_loss(_logits(out_p, classify))
+                if classify:
+                    loss_p = loss_p + class_loss * F.cross_entropy(out_p[1].float(), y[:pb])
+                loss = loss + pixels.weight * loss_p
             if half:
                 ms = mode_seeking_penalty(samples[:half].float(), samples[batch_size:].float(), noise[:half], noise[batch_size:])
                 loss = loss + mode_seeking * ms

@@ -196,8 +196,21 @@ def plan_gan(cfg: PipelineConfig, gpu_memory_gb: float = 80.0, reserve_gb: float
         with FlopCounterMode(display=False) as fc:
             vae.encode(x)
         flops += fc.get_total_flops()
+    trained = _n(g, d)
+    if vae is not None and cfg.gan.pixel_d_weight > 0:
+        # The pixel D: pixel_d_batch of each batch_size samples are decoded (one latent time
+        # slice, gradient through the frozen decoder) and judged; its cost per clip of the batch.
+        with torch.device("meta"):
+            z1 = torch.zeros(1, shape[0], 1, *shape[2:], requires_grad=True)
+            pd = LatentDiscriminator(cfg.gan, tuple(vae.decode(z1).shape[1:]), 0)
+        p_prof = profile_step([g, pd], lambda: pd(vae.decode(z1)).float().mean(), dtype)
+        share = min(1.0, cfg.gan.pixel_d_batch / tc.batch_size)
+        # An upper bound: the D step decodes without grad, but its pixel D sees real + fake.
+        per_clip += int(share * 2 * (p_prof.saved_bytes + 2 * p_prof.largest_bytes))
+        flops += int(share * 3 * p_prof.flops)  # D step (real + fake) and G step
+        trained += _n(pd)
     ema = _n(g) if cfg.gan.ema_decay > 0 else 0
-    return _estimate("train_gan", tc, _n(g, d), _n(vae) if vae is not None else 0, ema, per_clip, flops,
+    return _estimate("train_gan", tc, trained, _n(vae) if vae is not None else 0, ema, per_clip, flops,
                      gpu_memory_gb, reserve_gb, headroom)
 
 

@@ -66,10 +66,10 @@ def gan_worker(config: dict) -> dict[str, Any]:
     cfg, args = PipelineConfig.model_validate(config["pipeline"]), JobArgs(**config["args"])
     import ray.train.torch
 
-    from vidgen_core.models.gan import LatentDiscriminator, build_generator
+    from vidgen_core.models.gan import build_discriminator, build_generator
     from vidgen_core.models.io import load_model, save_model
     from vidgen_core.models.vae import video_to_frames
-    from vidgen_core.train.fit_gan import encode_latents, fit_gan, sample_videos
+    from vidgen_core.train.fit_gan import encode_latents, fit_gan, pixel_d_shape, sample_videos
     from vidgen_core.train.precision import maybe_compile, resolve_numerics
 
     tc, pixel = cfg.train_gan, cfg.gan.space == "pixel"
@@ -94,7 +94,7 @@ def gan_worker(config: dict) -> dict[str, Any]:
         return maybe_compile(ray.train.torch.prepare_model(numerics.prepare(module)), tc.compile)
 
     generator = prepare(build_generator(cfg.gan, shape, args.num_classes))
-    discriminator = prepare(LatentDiscriminator(cfg.gan, shape, args.num_classes))
+    discriminator = prepare(build_discriminator(cfg.gan, shape, args.num_classes, pixel_d_shape(cfg.gan, vae, shape)))
 
     def samples(g: torch.nn.Module) -> np.ndarray:
         n = max(PREVIEW_CLIPS, args.num_classes) if g.conditional else PREVIEW_CLIPS

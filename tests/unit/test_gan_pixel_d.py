@@ -1,0 +1,104 @@
+"""The latent GAN's pixel discriminator: frames the frozen VAE decodes from real and generated
+latents are judged too, and G's gradient reaches it through the decoder."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from vidgen_core.config import GANConfig, TrainConfig, VAEConfig
+from vidgen_core.models.gan import LatentAndPixelDiscriminator, LatentDiscriminator, LatentGenerator, build_discriminator
+from vidgen_core.models.vae import VideoVAE
+from vidgen_core.train.fit_gan import fit_gan, pixel_d_shape, pixel_view
+from vidgen_core.train.gan_steps import discriminator_step, generator_step
+from vidgen_core.train.optim import Optim
+from vidgen_core.train.precision import resolve_numerics
+
+CFG = GANConfig(noise_dim=8, base_channels=8, pixel_d_weight=1.0, pixel_d_batch=4)
+SMALL_VAE = VAEConfig(base_channels=8)
+
+
+def _clips(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 8, 16, 16, 3), dtype=np.uint8)
+
+
+def _setup(weight: float, seed: int = 0):
+    torch.manual_seed(seed)
+    vae = VideoVAE(SMALL_VAE).eval().requires_grad_(False)
+    cfg = CFG.model_copy(update={"pixel_d_weight": weight})
+    latent_shape = (4, 4, 4, 4)  # (C, T', H', W') of 8-frame 16-px clips at the VAE's default factors
+    g = LatentGenerator(cfg, latent_shape, 2)
+    d = build_discriminator(cfg, latent_shape, 2, pixel_d_shape(cfg, vae, latent_shape))
+    numerics = resolve_numerics(TrainConfig(), "cpu")
+    return vae, cfg, g, d, numerics
+
+
+def test_the_pixel_d_reads_one_decoded_latent_slice() -> None:
+    vae, cfg, g, d, numerics = _setup(1.0)
+    assert isinstance(d, LatentAndPixelDiscriminator)
+    assert d.pixel_shape == (3, 2, 16, 16)  # one latent time slice = the VAE's 2 frames, full size
+    view = pixel_view(cfg, vae, g, numerics)
+    assert view.num_slices == 4 and view.batch == 4
+    z = torch.randn(3, 4, 4, 4, 4, requires_grad=True)
+    frames = view.decode(z, 2)
+    assert frames.shape == (3, 3, 2, 16, 16)
+    frames.square().sum().backward()  # differentiable in the latents, only through slice 2
+    assert z.grad[:, :, 2].abs().sum() > 0 and z.grad[:, :, [0, 1, 3]].abs().sum() == 0
+    # No pixel D where it is switched off or where there is no decoder to read (pixel GAN).
+    assert pixel_d_shape(cfg.model_copy(update={"pixel_d_weight": 0.0}), vae, (4, 4, 4, 4)) is None
+    assert pixel_d_shape(cfg.model_copy(update={"space": "pixel"}), vae, (4, 4, 4, 4)) is None
+    assert isinstance(build_discriminator(cfg, (4, 4, 4, 4), 2), LatentDiscriminator)
+
+
+def test_both_steps_train_the_pixel_d_and_send_its_gradient_to_g() -> None:
+    vae, cfg, g, d, numerics = _setup(1.0)
+    view = pixel_view(cfg, vae, g, numerics)
+    train = TrainConfig(lr=1e-3)
+    opt_d = Optim(d.parameters(), 1e-3, train, (0.0, 0.99), numerics.grad_scaler(), False)
+    opt_g = Optim(g.parameters(), 1e-3, train, (0.0, 0.99), numerics.grad_scaler(), False)
+    real, y = torch.randn(8, 4, 4, 4, 4), torch.arange(8) % 2
+    before = [p.detach().clone() for p in d.pixel.parameters()]
+    out_d = discriminator_step(g, d, opt_d, [real], [y], numerics, class_loss=1.0, pixels=view)
+    for key in ("loss_d_pixel", "d_real_pixel", "d_fake_pixel", "class_d_pixel"):
+        assert math.isfinite(float(out_d[key])), key
+    assert any(not torch.equal(a, b) for a, b in zip(before, d.pixel.parameters()))
+
+    # G's gradient with the pixel D differs from its gradient without it: the pixel term reaches G.
+    def g_grads(pixels) -> torch.Tensor:
+        torch.manual_seed(1)
+        g.zero_grad()
+        generator_step(g, d, _NoStep(opt_g), 8, [y], numerics, class_loss=1.0, pixels=pixels)
+        return torch.cat([p.grad.flatten() for p in g.parameters() if p.grad is not None])
+
+    assert not torch.allclose(g_grads(view), g_grads(None))
+
+
+class _NoStep:
+    """An Optim stand-in that keeps the gradients for inspection."""
+
+    def __init__(self, optim: Optim) -> None:
+        self.optim = optim
+
+    def zero_grad(self) -> None:
+        self.optim.zero_grad()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.optim.backward(loss)
+
+    def step(self) -> torch.Tensor:
+        return torch.zeros(())
+
+
+def test_fit_gan_logs_the_pixel_d_and_builds_it_only_when_asked() -> None:
+    logs: list[dict[str, float]] = []
+    vae = VideoVAE(SMALL_VAE)
+    batches = ((_clips(4, i), np.arange(4) % 2) for i in range(3))
+    models = fit_gan(CFG, TrainConfig(steps=3, log_every=3, checkpoint_every=3), vae, batches, 2,
+                     on_log=lambda s, m: logs.append(m))
+    assert isinstance(models.discriminator, LatentAndPixelDiscriminator)
+    assert all(math.isfinite(logs[-1][k]) for k in ("loss_d_pixel", "d_real_pixel", "d_fake_pixel", "class_d_pixel"))
+    off = CFG.model_copy(update={"pixel_d_weight": 0.0})
+    models = fit_gan(off, TrainConfig(steps=1), vae, ((_clips(4, 0), np.arange(4) % 2) for _ in range(1)), 2)
+    assert isinstance(models.discriminator, LatentDiscriminator)
