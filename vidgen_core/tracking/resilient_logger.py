@@ -6,6 +6,12 @@ only appends to a bounded in-memory queue; a daemon thread sends the queue in
 retries with exponential backoff. When the server is back, everything queued
 arrives (in order, with the steps and timestamps of when it was measured).
 
+Against a tracking server each send is one HTTP attempt with a short timeout.
+MLflow's own HTTP retries (7 by default, backing off 4 s, 8 s, ...: about 4
+minutes in all) would hold a single send long past :meth:`close`'s bounded
+wait, while the server may have been back for most of it. Retrying is this
+logger's job.
+
 Memory is bounded: past ``max_pending`` queued points the oldest are dropped
 and counted (:attr:`dropped`), with one warning. :meth:`flush` waits (bounded)
 until the queue is empty; call :meth:`close` at the end of training.
@@ -14,16 +20,54 @@ until the queue is empty; call :meth:`close` at the end of training.
 from __future__ import annotations
 
 import collections
+import json
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+LOG_BATCH_ENDPOINT = "/api/2.0/mlflow/runs/log-batch"  # MLflow's stable REST API, as RestStore calls it
+
+
+def batch_sender(client: MlflowClient, timeout_s: float) -> Callable[[str, list[Metric]], None]:
+    """A function that sends one ``log_batch`` through ``client``'s store, failing fast over HTTP.
+
+    For a tracking server (a ``RestStore``) it posts to the REST endpoint itself
+    with ``max_retries=0`` and ``timeout=timeout_s`` passed to MLflow's
+    ``http_request`` per call: ``MlflowClient.log_batch`` has no such arguments
+    and would take them from the process-wide ``MLFLOW_HTTP_REQUEST_*``
+    variables, which every other MLflow call of the process (registry, artifacts)
+    also reads and should keep. Other stores (SQLite, files) do no HTTP and
+    no retries, so ``client.log_batch`` serves them as it is.
+    """
+    from mlflow.store.tracking.rest_store import RestStore
+
+    # MlflowClient has no public accessor for its store; should that attribute go, every
+    # store falls back to client.log_batch below (slow to fail again, but still correct).
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    if not isinstance(store, RestStore):
+        return lambda run_id, batch: client.log_batch(run_id, metrics=batch)
+
+    from mlflow.protos.service_pb2 import LogBatch
+    from mlflow.utils.proto_json_utils import message_to_json
+    from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+    def send(run_id: str, batch: list[Metric]) -> None:
+        body = json.loads(message_to_json(LogBatch(run_id=run_id, metrics=[m.to_proto() for m in batch])))
+        # A resend after a timeout whose request did land is harmless: the server skips
+        # metric points it already holds (same key, step, timestamp and value).
+        response = http_request(
+            store.get_host_creds(), LOG_BATCH_ENDPOINT, "POST",
+            max_retries=0, backoff_factor=0, backoff_jitter=0, timeout=timeout_s, json=body,
+        )
+        verify_rest_response(response, LOG_BATCH_ENDPOINT)
+
+    return send
 
 
 class ResilientMetricLogger:
@@ -34,6 +78,7 @@ class ResilientMetricLogger:
         run_id: the run that receives the metrics.
         max_pending: most metric points held while the server is away.
         min_backoff_s, max_backoff_s: retry delays after a failed send (doubling).
+        send_timeout_s: most seconds one send to a tracking server may take (one attempt).
     """
 
     def __init__(
@@ -44,12 +89,14 @@ class ResilientMetricLogger:
         max_pending: int = 200_000,
         min_backoff_s: float = 0.5,
         max_backoff_s: float = 15.0,
+        send_timeout_s: float = 10.0,
     ) -> None:
         self.client = client
         self.run_id = run_id
         self.max_pending = max_pending
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
+        self._send = batch_sender(client, send_timeout_s)
         self.dropped = 0
         self.sent = 0
         self.failures = 0
@@ -154,8 +201,8 @@ class ResilientMetricLogger:
             if not batch:  # closed and empty
                 return
             try:
-                self.client.log_batch(self.run_id, metrics=batch)
-            except Exception as exc:  # connection refused, timeout, 5xx after MLflow's own retries
+                self._send(self.run_id, batch)
+            except Exception as exc:  # connection refused, timeout, 5xx: one attempt each, retried here
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
                 self._give_back(batch)
