@@ -1,4 +1,5 @@
-"""What the cluster tests share: the lean tiny recipe, a submitter's environment, `vidgen` as a subprocess.
+"""What the cluster tests share: the cluster and server they run on, the lean tiny recipe, a submitter's
+environment, `vidgen` as a subprocess.
 
 Used by tests/integration/test_cluster.py (the documented path) and
 test_cluster_node_loss.py (the same job with a node killed mid-training).
@@ -6,13 +7,19 @@ test_cluster_node_loss.py (the same job with a node killed mid-training).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import pytest
 from plumbing import PLUMBING, as_cli_args
+from procs import MlflowServer
 from raynodes import TwoNodeCluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +30,27 @@ LEAN = ["--config", "workflows/configs/tiny.yaml",
         "--set", "eval.max_test_clips=8", "--set", "train_gan.batch_size=4", *as_cli_args(PLUMBING)]
 # Secrets the submitter holds: none may surface in params, tags, logged text or job logs.
 MLFLOW_PASSWORD = "mlflow-pw-" + secrets.token_hex(8)
+
+
+@contextlib.contextmanager
+def cluster_and_server(tmp_path_factory: pytest.TempPathFactory,
+                       **cluster_options: Any) -> Iterator[tuple[TwoNodeCluster, MlflowServer]]:
+    """A running two-node cluster with token auth (``cluster_options`` go to TwoNodeCluster) and `mlflow server`.
+
+    Both are started side by side, as each takes tens of seconds on 2 busy cores, and
+    both are stopped on exit, whether the start or the test failed.
+    """
+    cluster = TwoNodeCluster(tmp_path_factory.mktemp("ray-cluster"), token=secrets.token_hex(16), **cluster_options)
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            started = pool.submit(server.start, 300.0)
+            cluster.start()
+            started.result()
+        yield cluster, server
+    finally:
+        cluster.stop()
+        server.stop()
 
 
 def job_env(cluster: TwoNodeCluster, tracking_uri: str | None, token: bool = True) -> dict[str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterjobs import LEAN, MLFLOW_PASSWORD
+from clusterjobs import LEAN, MLFLOW_PASSWORD, cluster_and_server
 from clusterjobs import job_env as _env
 from clusterjobs import run_vidgen as _vidgen
 from raynodes import TwoNodeCluster
@@ -32,22 +31,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """The cluster and the MLflow server, started side by side (each takes tens of seconds on 2 busy cores)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from procs import MlflowServer
-
-    cluster = TwoNodeCluster(tmp_path_factory.mktemp("ray-cluster"), token=secrets.token_hex(16))
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            started = pool.submit(server.start, 300.0)
-            cluster.start()
-            started.result()
-        yield cluster, server
-    finally:
-        cluster.stop()
-        server.stop()
+    """The cluster and the MLflow server, shared by this module's tests."""
+    with cluster_and_server(tmp_path_factory) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

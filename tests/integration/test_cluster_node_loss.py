@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import textwrap
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from clusterjobs import LEAN, ROOT, job_env, vidgen_command
-from procs import VENV_BIN, MlflowServer, session_pids, stop_session
-from raynodes import TwoNodeCluster
+from clusterjobs import LEAN, ROOT, cluster_and_server, job_env, vidgen_command
+from procs import VENV_BIN, session_pids, stop_session
 
 from vidgen_core.data import schema
 from vidgen_core.train.checkpoint import read_meta
@@ -106,18 +103,9 @@ def _files_accounted(videos: list[Path], shard_dir: str) -> int:
 @pytest.fixture
 def stack(tmp_path_factory):
     """A two-node cluster whose head can host the training worker too, and an MLflow server."""
-    cluster = TwoNodeCluster(tmp_path_factory.mktemp("ray-cluster"), token=secrets.token_hex(16), head_cpus=2,
-                             head_resources={SLOT: 1}, worker_resources={SLOT: 1})
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            started = pool.submit(server.start, 300.0)
-            cluster.start()
-            started.result()
-        yield cluster, server
-    finally:
-        cluster.stop()
-        server.stop()
+    with cluster_and_server(tmp_path_factory, head_cpus=2, head_resources={SLOT: 1},
+                            worker_resources={SLOT: 1}) as running:
+        yield running
 
 
 def test_the_job_survives_losing_the_training_node(stack, tmp_path: Path, drill) -> None:
