@@ -54,6 +54,31 @@ def _logits(out: torch.Tensor | tuple[torch.Tensor, torch.Tensor], classify: boo
     return (out[0] if classify else out).float()
 
 
+def _pixel_inputs(
+    pixels: PixelView | None,
+    latents: list[torch.Tensor],
+    labels: torch.Tensor | None,
+    numerics: Numerics,
+) -> tuple[dict[str, torch.Tensor | None], int]:
+    """The pixel D's keyword arguments for one micro-batch, and ``pb``, the samples decoded per group.
+
+    ``latents``: groups of generator-space samples, each (b, C, T', H', W'), e.g. ``[real, fake]``
+    for D or ``[samples]`` for G. The first ``pb = min(pixels.batch, b)`` of each group are decoded
+    at ONE latent time slice drawn here, so real and fake are compared on the same slice. Returns
+    ``pixels``: (len(latents)·pb, 3, T_px, H, W) in the run's memory format, groups in order, and
+    ``pixel_labels``: (len(latents)·pb,) = ``labels[:pb]`` once per group, or None without labels.
+    Gradients reach the latents through the decoder unless called under ``torch.no_grad()``.
+    Without ``pixels`` (no pixel D): ``({}, 0)``.
+    """
+    if pixels is None:
+        return {}, 0
+    pb, t = min(pixels.batch, latents[0].shape[0]), int(torch.randint(pixels.num_slices, ()))
+    px = torch.cat([pixels.decode(z[:pb], t) for z in latents])
+    head = _head(labels, pb)
+    pixel_labels = torch.cat([head] * len(latents)) if head is not None else None
+    return {"pixels": numerics.to_input(px), "pixel_labels": pixel_labels}, pb
+
+
 def discriminator_step(
     generator: nn.Module,
     discriminator: nn.Module,
@@ -86,12 +111,8 @@ def discriminator_step(
             real_in = real.detach().requires_grad_(r1_gamma > 0)
             both = numerics.to_input(torch.cat([real_in, fake.to(real_in.dtype)]))
             classify = class_loss > 0 and y is not None
-            extra, pb = {}, 0
-            if pixels is not None:
-                pb, t = min(pixels.batch, b), int(torch.randint(pixels.num_slices, ()))
-                with torch.no_grad():
-                    px = torch.cat([pixels.decode(real.detach()[:pb], t), pixels.decode(fake[:pb], t)])
-                extra = {"pixels": numerics.to_input(px), "pixel_labels": _pair(_head(y, pb))}
+            with torch.no_grad():  # D's update: the decoder needs no graph
+                extra, pb = _pixel_inputs(pixels, [real.detach(), fake], y, numerics)
             with numerics.autocast():
                 out_all = discriminator(both, _pair(y), with_class=classify, **extra)
             out_d, out_p = out_all if pixels is not None else (out_all, None)
@@ -159,10 +180,8 @@ def generator_step(
             classify = class_loss > 0 and y is not None
             with numerics.autocast():
                 samples = generator(noise, y_all)
-            extra, pb = {}, 0
-            if pixels is not None:
-                pb, t = min(pixels.batch, batch_size), int(torch.randint(pixels.num_slices, ()))
-                extra = {"pixels": numerics.to_input(pixels.decode(samples[:pb], t)), "pixel_labels": _head(y, pb)}
+            # G's own batch only (not the mode-seeking extras); its gradient flows through the decoder.
+            extra, pb = _pixel_inputs(pixels, [samples[:batch_size]], y, numerics)
             with numerics.autocast():
                 out_all = discriminator(numerics.to_input(samples[:batch_size]), y, with_class=classify, **extra)
             out_d, out_p = out_all if pixels is not None else (out_all, None)
