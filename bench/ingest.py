@@ -7,6 +7,9 @@ to the last byte written:
 - ``pyav``: the ceiling. N processes (N = cores), each decodes whole files with
   PyAV and converts every frame in one swscale pass (AREA) to the same size,
   then centre-crops; nothing is written.
+- ``pyav_parquet``: the same, and each process also cuts clips of 16 frames and
+  writes them with pyarrow to Parquet (the shard schema and write options of
+  ingest): the write's cost on its own, beside the decode.
 - ``vidgen``: ``ingest_videos`` on a local Ray with N CPUs (clip_len 16, no
   overlap, so every frame but a short tail ends up in a clip), writing Parquet shards.
 - ``ray_read_videos``: Ray's built-in ``read_videos`` (decord) with the same
@@ -16,7 +19,10 @@ Throughput is *source frames per second*: the frames in the input set divided by
 the wall time, so the ratios are ratios of wall time on the same work.
 Prints one JSON line per measurement and a summary line with the ratios.
 
-    .venv/bin/python bench/ingest.py [--data /tmp/vidgen-bench-ingest] [--repeats 2]
+    .venv/bin/python bench/ingest.py [--data /tmp/vidgen-bench-ingest] [--repeats 3] [--scale 10]
+
+``--scale K`` runs on K hard-linked copies of the set (K x the frames, no extra
+disk), the size at which Ray's fixed costs per run have faded.
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vidgen_core.config import DataConfig, IngestConfig, SynthConfig  # noqa: E402
-from vidgen_core.data.schema import PARQUET_WRITE_OPTIONS  # noqa: E402
+from vidgen_core.data.schema import PARQUET_WRITE_OPTIONS, clip_schema  # noqa: E402
 from vidgen_core.video.decode import probe, scaled_size  # noqa: E402
 from vidgen_core.video.synth import generate_dataset  # noqa: E402
 
@@ -63,6 +71,22 @@ def make_data(root: Path, hd_files: int, hd_seconds: float) -> list[Path]:
     return sorted(p for p in root.rglob("*.mp4"))
 
 
+def scaled(root: Path, files: list[Path], scale: int) -> tuple[Path, list[Path]]:
+    """``scale`` hard-linked copies of ``files`` under a sibling of ``root`` (cached): same bytes, K x the work."""
+    if scale == 1:
+        return root, files
+    dest = root.with_name(f"{root.name}-x{scale}")
+    out = []
+    for k in range(scale):
+        for f in files:
+            link = dest / f"copy{k:02d}" / f.relative_to(root)
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.link(f, link)
+            out.append(link)
+    return dest, out
+
+
 # ---------------------------------------------------------------- bare PyAV ceiling
 
 
@@ -80,14 +104,57 @@ def _decode_resize(path: str) -> int:
     return n
 
 
-def run_pyav(files: list[Path], procs: int) -> tuple[float, int, float]:
-    """(wall seconds, frames, CPU seconds of the worker processes)."""
+_OUT_DIR = ""  # the pyav_parquet contender's output folder (set before the pool forks)
+
+
+def _decode_resize_write(path: str) -> int:
+    """``_decode_resize``, then clips of CLIP_LEN frames written to ``_OUT_DIR`` as Parquet with pyarrow:
+    the shard schema and write options of ingest, a row group per 64 clips (rows_per_shard)."""
+    shape = (CLIP_LEN, SIZE, SIZE, 3)
+    table_schema = clip_schema(shape)
+    width = table_schema.field("frames").type.byte_width
+    block = np.empty((64, *shape), dtype=np.uint8)
+    name = Path(path).stem
+    n = rows = 0
+    with av.open(path) as c, pq.ParquetWriter(os.path.join(_OUT_DIR, f"{name}-{os.getpid()}-{time.time_ns()}.parquet"),
+                                              table_schema, **PARQUET_WRITE_OPTIONS) as writer:
+        def flush(count: int) -> None:
+            meta = {f.name: pa.array([name] * count if f.type == pa.string() else [0] * count, type=f.type)
+                    for f in table_schema if f.name != "frames"}
+            pixels = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), count, [None, pa.py_buffer(block[:count])])
+            writer.write_table(pa.Table.from_arrays([*meta.values(), pixels], schema=table_schema))
+
+        for frame in c.decode(c.streams.video[0]):
+            sw, sh = scaled_size(frame.width, frame.height, SIZE)
+            rgb = frame.to_ndarray(width=sw, height=sh, format="rgb24", interpolation="AREA")
+            y0, x0 = (sh - SIZE) // 2, (sw - SIZE) // 2
+            block[rows, n % CLIP_LEN] = rgb[y0 : y0 + SIZE, x0 : x0 + SIZE]
+            n += 1
+            if n % CLIP_LEN == 0:
+                rows += 1
+                if rows == len(block):
+                    flush(rows)
+                    rows = 0
+        if rows:
+            flush(rows)
+    return n
+
+
+def run_pyav(files: list[Path], procs: int, write_to: Path | None = None) -> tuple[float, int, float]:
+    """(wall seconds, frames, CPU seconds of the worker processes); with ``write_to``, clips are also
+    written there as Parquet (``_decode_resize_write``)."""
+    global _OUT_DIR
+    work = _decode_resize
+    if write_to is not None:
+        shutil.rmtree(write_to, ignore_errors=True)
+        write_to.mkdir(parents=True)
+        _OUT_DIR, work = str(write_to), _decode_resize_write
     # Largest first, one file per task: the same balancing ingest does.
     order = sorted((str(p) for p in files), key=lambda p: -os.path.getsize(p))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with mp.get_context("fork").Pool(procs) as pool:
         t0 = time.perf_counter()
-        frames = sum(pool.imap_unordered(_decode_resize, order, chunksize=1))
+        frames = sum(pool.imap_unordered(work, order, chunksize=1))
         wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers are reaped by now
     return wall, frames, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -142,14 +209,17 @@ def main() -> None:
     ap.add_argument("--hd-seconds", type=float, default=40.0)
     ap.add_argument("--repeats", type=int, default=MIN_REPEATS, help="alternating pyav/vidgen runs; medians reported")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--scale", type=int, default=1, help="run on this many hard-linked copies of the set")
     args = ap.parse_args()
 
-    root = Path(args.data)
-    files = make_data(root, args.hd_files, args.hd_seconds)
-    total = sum(probe(str(p)).num_frames for p in files)
-    hd = sum(1 for p in files if probe(str(p)).width == 1280)
-    print(json.dumps({"data": str(root), "files": len(files), "hd_1280x720": hd, "source_frames": total,
-                      "procs": args.procs, "size": SIZE, "clip_len": CLIP_LEN}), flush=True)
+    base = Path(args.data)
+    base_files = make_data(base, args.hd_files, args.hd_seconds)
+    base_frames = sum(probe(str(p)).num_frames for p in base_files)
+    hd = sum(1 for p in base_files if probe(str(p)).width == 1280) * args.scale
+    root, files = scaled(base, base_files, args.scale)
+    total = base_frames * args.scale
+    print(json.dumps({"data": str(root), "scale": args.scale, "files": len(files), "hd_1280x720": hd,
+                      "source_frames": total, "procs": args.procs, "size": SIZE, "clip_len": CLIP_LEN}), flush=True)
 
     import ray
 
@@ -159,19 +229,22 @@ def main() -> None:
     try:
         # Warm-up outside the clock: Ray workers start and import PyAV/pyarrow once per process.
         warm = work / "warm-src"
-        shutil.copytree(root / "small" / "circle", warm / "circle")
+        shutil.copytree(base / "small" / "circle", warm / "circle")
         run_vidgen(warm, work / "warm-out")
 
-        times: dict[str, list[float]] = {"pyav": [], "vidgen": []}
-        cpus: dict[str, list[float]] = {"pyav": [], "vidgen": []}
+        names = ("pyav", "pyav_parquet", "vidgen")
+        times: dict[str, list[float]] = {k: [] for k in names}
+        cpus: dict[str, list[float]] = {k: [] for k in names}
         watch = LoadWatch(own_load=args.procs).__enter__()  # each contender keeps `procs` CPUs busy
-        for rep in range(args.repeats):  # alternating contenders: drift in other load hits both
-            t, n, cpu = run_pyav(files, args.procs)
-            assert n == total, (n, total)
-            times["pyav"].append(t)
-            cpus["pyav"].append(cpu)
-            print(json.dumps({"run": "pyav", "repeat": rep, "seconds": round(t, 3), "frames_per_s": round(total / t, 1),
-                              "cpu_seconds": round(cpu, 2), **watch.fields()}), flush=True)
+        for rep in range(args.repeats):  # alternating contenders: drift in other load hits all of them
+            for name in ("pyav", "pyav_parquet"):
+                t, n, cpu = run_pyav(files, args.procs, work / "pyav-out" if name == "pyav_parquet" else None)
+                assert n == total, (n, total)
+                times[name].append(t)
+                cpus[name].append(cpu)
+                print(json.dumps({"run": name, "repeat": rep, "seconds": round(t, 3),
+                                  "frames_per_s": round(total / t, 1), "cpu_seconds": round(cpu, 2),
+                                  **watch.fields()}), flush=True)
             cpu0 = tree_cpu_seconds()
             t, manifest = run_vidgen(root, work / "shards")
             cpu = tree_cpu_seconds() - cpu0
@@ -181,6 +254,7 @@ def main() -> None:
             print(json.dumps({"run": "vidgen", "repeat": rep, "seconds": round(t, 3), "frames_per_s": round(total / t, 1),
                               "clips": clips, "clip_frames_per_s": round(clips * CLIP_LEN / t, 1),
                               "errors": manifest["num_files_with_errors"], "cpu_seconds": round(cpu, 2),
+                              "over_pyav_this_repeat": round(times["pyav"][-1] / t, 3),
                               **watch.fields()}), flush=True)
         best = {k: median(v) for k, v in times.items()}
         cpu_best = {k: median(v) for k, v in cpus.items()}
@@ -206,6 +280,12 @@ def main() -> None:
         # Frames per CPU second (all processes of each contender, Ray's own included): the
         # same ratio with the other users of a shared machine taken out.
         "vidgen_over_pyav_per_cpu_second": round(cpu_best["pyav"] / cpu_best["vidgen"], 3),
+        # Each repeat's vidgen run against the PyAV run just before it: drift between repeats cancels.
+        "vidgen_over_pyav_paired_median": round(median([p / v for p, v in zip(times["pyav"], times["vidgen"])]), 3),
+        "pyav_parquet_frames_per_s": round(fps["pyav_parquet"], 1),
+        "vidgen_over_pyav_parquet": round(fps["vidgen"] / fps["pyav_parquet"], 3),
+        "vidgen_over_pyav_parquet_per_cpu_second": round(cpu_best["pyav_parquet"] / cpu_best["vidgen"], 3),
+        "scale": args.scale,
     }
     if "ray_read_videos" in fps:
         summary["ray_read_videos_frames_per_s"] = round(fps["ray_read_videos"], 1)

@@ -112,11 +112,21 @@ def _read_with_ray(
     spool = storage.join(out, schema.ERRORS_SPOOL)
     env = {**storage.object_store_env(source, out), **fault_injection_env()}
     remote_args = {"runtime_env": {"env_vars": env}} if env else None
-    ds = ray.data.read_datasource(
-        VideoClipDatasource(files, ingest, spool, out, batch, progress_key), override_num_blocks=tasks,
-        ray_remote_args=remote_args,
-    )
-    written = ds.take_all()
+    ctx = ray.data.DataContext.get_current()
+    reserving = ctx.op_resource_reservation_enabled
+    # Ray Data's resource reservation holds read tasks back until it has measured their output in
+    # the object store. Ours return only shard names, so all it did was idle CPUs: the second CPU
+    # got its first file ~1 s late and each task waited ~0.1 s for a budget (2 CPUs, 32 tasks: 1.5-2.5 s
+    # of 12 s idle per CPU; see bench/RESULTS.md, "Ingest").
+    ctx.op_resource_reservation_enabled = False
+    try:
+        ds = ray.data.read_datasource(
+            VideoClipDatasource(files, ingest, spool, out, batch, progress_key), override_num_blocks=tasks,
+            ray_remote_args=remote_args,
+        )
+        written = ds.take_all()
+    finally:
+        ctx.op_resource_reservation_enabled = reserving
     log.debug("ingest: %d shards written by %d read tasks", len(written), tasks)
 
 
