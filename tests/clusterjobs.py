@@ -2,7 +2,7 @@
 environment, `vidgen` as a subprocess.
 
 Used by tests/integration/test_cluster.py (the documented path) and
-test_cluster_node_loss.py (the same job with a node killed mid-training).
+its node-loss test (the same job with the second node killed mid-training).
 """
 
 from __future__ import annotations
