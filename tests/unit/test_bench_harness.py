@@ -23,18 +23,18 @@ def harness():
 
 def test_threshold_is_per_core(harness):
     n = harness.cores()
-    quiet = harness.LoadWatch(load_fn=lambda: 0.4 * n)
+    quiet = harness.LoadWatch(load_fn=lambda: 0.4 * n, measure_cpu=False)
     quiet.sample()
     assert not quiet.busy and quiet.fields()["busy"] is False and quiet.verdict().startswith("quiet")
-    loaded = harness.LoadWatch(load_fn=lambda: 0.6 * n)
+    loaded = harness.LoadWatch(load_fn=lambda: 0.6 * n, measure_cpu=False)
     loaded.sample()
     assert loaded.busy and loaded.verdict().startswith("BUSY")
     assert loaded.fields()["cores"] == n
     # A one-thread bench on an otherwise idle machine puts the load at ~1 itself: not busy.
-    own = harness.LoadWatch(load_fn=lambda: 1.0 + 0.4 * n, own_load=1.0)
+    own = harness.LoadWatch(load_fn=lambda: 1.0 + 0.4 * n, own_load=1.0, measure_cpu=False)
     own.sample()
     assert not own.busy and own.fields()["own_load"] == 1.0
-    other = harness.LoadWatch(load_fn=lambda: 1.0 + 0.6 * n, own_load=1.0)
+    other = harness.LoadWatch(load_fn=lambda: 1.0 + 0.6 * n, own_load=1.0, measure_cpu=False)
     other.sample()
     assert other.busy and "beyond the bench's own 1" in other.verdict()
 
@@ -51,12 +51,13 @@ def test_alternate_interleaves_and_median(harness):
 
 @pytest.mark.timeout(120)
 def test_a_run_under_artificial_load_is_flagged_busy(harness):
-    """Real load, real load average: 4 busy processes per core until the watch says busy (≤ 60 s)."""
+    """Real load, real load average (the fallback without /proc): 4 busy processes per core until the watch
+    says busy (≤ 60 s)."""
     procs = [mp.Process(target=harness.busy_loop, args=(90.0,), daemon=True) for _ in range(4 * harness.cores())]
     for p in procs:
         p.start()
     try:
-        with harness.LoadWatch(interval_s=0.5) as watch:
+        with harness.LoadWatch(interval_s=0.5, measure_cpu=False) as watch:
             deadline = time.monotonic() + 60
             while not watch.busy and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -67,3 +68,31 @@ def test_a_run_under_artificial_load_is_flagged_busy(harness):
             p.terminate()
             p.join(5)
     assert os.getloadavg()[0] >= 0  # the platform has a load average at all
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux /proc")
+def test_cpu_used_outside_the_bench_is_flagged_and_its_own_is_not(harness):
+    """Two busy processes for ~3 s, watched twice at once: as the bench's own (they are under this process)
+    and as somebody else's (the watch's tree is an idle sleeper). Only the second watch may call them
+    others: the load average would count both alike."""
+    sleeper = mp.Process(target=time.sleep, args=(30.0,), daemon=True)
+    sleeper.start()
+    busy = [mp.Process(target=harness.busy_loop, args=(3.0,), daemon=True) for _ in range(2)]
+    try:
+        own = harness.LoadWatch(interval_s=0.25, window_s=2.0).__enter__()
+        foreign = harness.LoadWatch(interval_s=0.25, window_s=2.0, own_root=sleeper.pid).__enter__()
+        assert own.measure_cpu and foreign.measure_cpu
+        for p in busy:
+            p.start()
+        for p in busy:
+            p.join(30)
+        own.__exit__()
+        foreign.__exit__()
+    finally:
+        for p in [sleeper, *busy]:  # only the processes this test started
+            p.terminate()
+            p.join(5)
+    # Two busy loops on min(2, cores) CPUs; the margin leaves room for a busy CI machine.
+    assert foreign.others_cpu - own.others_cpu > 0.3 * min(2, harness.cores()), (foreign.others_cpu, own.others_cpu)
+    assert foreign.busy and foreign.fields()["busy"] is True and foreign.verdict().startswith("BUSY: processes outside")
+    assert foreign.fields()["others_cpu_max"] == round(foreign.others_cpu, 2)
