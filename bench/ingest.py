@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -90,17 +91,23 @@ def scaled(root: Path, files: list[Path], scale: int) -> tuple[Path, list[Path]]
 # ---------------------------------------------------------------- bare PyAV ceiling
 
 
-def _decode_resize(path: str) -> int:
-    """Decode every frame and convert it like ingest does (one swscale pass + centre crop)."""
-    n = 0
+def _converted_frames(path: str) -> Iterator[np.ndarray]:
+    """Every frame of ``path``, converted like ingest does: one swscale pass (AREA) to the short side
+    SIZE, then a centre crop; yields (SIZE, SIZE, 3) uint8 views into swscale's output."""
     with av.open(path) as c:
-        stream = c.streams.video[0]
-        for frame in c.decode(stream):
+        for frame in c.decode(c.streams.video[0]):
             sw, sh = scaled_size(frame.width, frame.height, SIZE)
             rgb = frame.to_ndarray(width=sw, height=sh, format="rgb24", interpolation="AREA")
             y0, x0 = (sh - SIZE) // 2, (sw - SIZE) // 2
-            np.ascontiguousarray(rgb[y0 : y0 + SIZE, x0 : x0 + SIZE])
-            n += 1
+            yield rgb[y0 : y0 + SIZE, x0 : x0 + SIZE]
+
+
+def _decode_resize(path: str) -> int:
+    """Decode and convert every frame (``_converted_frames``), copying each out once; returns the frame count."""
+    n = 0
+    for crop in _converted_frames(path):
+        np.ascontiguousarray(crop)
+        n += 1
     return n
 
 
@@ -116,19 +123,16 @@ def _decode_resize_write(path: str) -> int:
     block = np.empty((64, *shape), dtype=np.uint8)
     name = Path(path).stem
     n = rows = 0
-    with av.open(path) as c, pq.ParquetWriter(os.path.join(_OUT_DIR, f"{name}-{os.getpid()}-{time.time_ns()}.parquet"),
-                                              table_schema, **PARQUET_WRITE_OPTIONS) as writer:
+    with pq.ParquetWriter(os.path.join(_OUT_DIR, f"{name}-{os.getpid()}-{time.time_ns()}.parquet"),
+                          table_schema, **PARQUET_WRITE_OPTIONS) as writer:
         def flush(count: int) -> None:
             meta = {f.name: pa.array([name] * count if f.type == pa.string() else [0] * count, type=f.type)
                     for f in table_schema if f.name != "frames"}
             pixels = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), count, [None, pa.py_buffer(block[:count])])
             writer.write_table(pa.Table.from_arrays([*meta.values(), pixels], schema=table_schema))
 
-        for frame in c.decode(c.streams.video[0]):
-            sw, sh = scaled_size(frame.width, frame.height, SIZE)
-            rgb = frame.to_ndarray(width=sw, height=sh, format="rgb24", interpolation="AREA")
-            y0, x0 = (sh - SIZE) // 2, (sw - SIZE) // 2
-            block[rows, n % CLIP_LEN] = rgb[y0 : y0 + SIZE, x0 : x0 + SIZE]
+        for crop in _converted_frames(path):
+            block[rows, n % CLIP_LEN] = crop
             n += 1
             if n % CLIP_LEN == 0:
                 rows += 1
