@@ -142,6 +142,12 @@ class GANConfig(_Section):
     # ~1.5x the step time (bench/RESULTS.md). 0 = off.
     pixel_d_weight: float = Field(2.0, ge=0)
     pixel_d_batch: int = Field(8, ge=1)
+    # Minibatch standard deviation (Karras et al. 2018): each discriminator also sees how much the
+    # samples of a group of this many differ, so a generator that repeats itself is caught. Groups
+    # are consecutive samples, so real and fake never share one: it must divide
+    # train_gan.batch_size and gan.pixel_d_batch. 0 = off; the default recipe uses 4 (with it,
+    # mode-seeking 4 and 900 steps, diversity 0.48-0.66 -> 0.70-0.81; bench/RESULTS.md).
+    minibatch_std: int = Field(0, ge=0)
     # EMA of the generator weights (what is saved and served); 0 = off. The decay ramps
     # up as min(ema_decay, (1 + n) / (10 + n)) so short runs still average recent weights.
     ema_decay: float = Field(0.999, ge=0, lt=1)
@@ -394,6 +400,23 @@ class PipelineConfig(_Section):
             if isinstance(value, dict) and field is not None and isinstance(field.default, BaseModel):
                 merged[name] = {**field.default.model_dump(), **value}
         return merged
+
+    @model_validator(mode="after")
+    def _minibatch_std_groups_fit_the_batches(self) -> "PipelineConfig":
+        group = self.gan.minibatch_std
+        if group == 1:
+            raise ValueError("gan.minibatch_std must be 0 (off) or a group size of at least 2")
+        if group > 1:
+            sizes = {"train_gan.batch_size": self.train_gan.batch_size}
+            if self.gan.space == "latent" and self.gan.pixel_d_weight > 0:
+                sizes["gan.pixel_d_batch"] = min(self.gan.pixel_d_batch, self.train_gan.batch_size)
+            bad = [f"{name} ({size})" for name, size in sizes.items() if size % group]
+            if bad:
+                raise ValueError(
+                    f"gan.minibatch_std ({group}) must divide {' and '.join(bad)}: "
+                    "choose a group size that divides them, or 0 to turn it off"
+                )
+        return self
 
 
 def fingerprint(obj: Any) -> str:

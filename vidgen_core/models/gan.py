@@ -56,6 +56,23 @@ def _label_input(noise: torch.Tensor, labels: torch.Tensor | None, embed: nn.Mod
     return torch.cat([noise, embed(labels)], dim=1)
 
 
+def append_minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C + 1, T, H, W): the extra channel holds, for each group of ``group``
+    consecutive samples, the std across the group averaged over features and positions.
+
+    Consecutive groups keep the real and the fake half of a discriminator batch apart
+    (``cat([real, fake])`` with ``group`` dividing each half). Samples that repeat each
+    other give a small value, which the discriminator learns to call fake.
+    """
+    b = h.shape[0]
+    if b % group:
+        raise ValueError(f"minibatch std: a batch of {b} does not split into groups of {group}")
+    grouped = h.float().reshape(b // group, group, *h.shape[1:])
+    std = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3, 4))  # (B / group,)
+    channel = std.repeat_interleave(group).to(h.dtype).view(b, 1, 1, 1, 1).expand(b, 1, *h.shape[2:])
+    return torch.cat([h, channel], dim=1)
+
+
 class LatentGenerator(nn.Module):
     """noise (B, noise_dim) [+ labels (B,)] -> latents (B, C, T', H', W') in the scaled latent space.
 
@@ -150,7 +167,8 @@ class LatentDiscriminator(nn.Module):
 
     Spectral norm on every layer (``GANConfig.spectral_norm``, default on)
     bounds the discriminator's Lipschitz constant, the standard stabiliser for
-    hinge-loss GANs; R1 (``r1_gamma``) is the alternative. Inputs larger than
+    hinge-loss GANs; R1 (``r1_gamma``) is the alternative. With ``minibatch_std`` > 0 the last
+    conv also reads :func:`append_minibatch_std`'s channel. Inputs larger than
     16×16 (pixel clips) are first halved in space by strided convs. Class
     conditioning is the projection discriminator (Miyato & Koyama 2018):
     logit += <embed(y), features>. With ``GANConfig.class_loss > 0`` it also has
@@ -176,7 +194,8 @@ class LatentDiscriminator(nn.Module):
         self.pre = nn.Sequential(*pre)
         stride = (1, 2, 2) if _can_halve(h, w) else (1, 1, 1)
         self.conv2 = sn(conv3d(ch, 2 * ch, stride=stride))
-        self.conv3 = sn(conv3d(2 * ch, 2 * ch))
+        self.minibatch_std = cfg.minibatch_std
+        self.conv3 = sn(conv3d(2 * ch + (1 if self.minibatch_std else 0), 2 * ch))
         self.linear = sn(nn.Linear(2 * ch, 1))
         self.embed = sn(nn.Embedding(num_classes, 2 * ch)) if self.conditional else None
         has_head = self.conditional and cfg.class_loss > 0
@@ -194,6 +213,8 @@ class LatentDiscriminator(nn.Module):
             raise ValueError(f"expected latents (B, {', '.join(map(str, self.latent_shape))}), got {tuple(latents.shape)}")
         h = self.pre(F.leaky_relu(self.conv1(latents), 0.2))
         h = F.leaky_relu(self.conv2(h), 0.2)
+        if self.minibatch_std:
+            h = append_minibatch_std(h, self.minibatch_std)
         h = F.leaky_relu(self.conv3(h), 0.2)
         # Sum-pool (not mean) as in SNGAN/BigGAN: more evidence -> larger logits.
         feat = h.sum(dim=(2, 3, 4))  # (B, 2·ch)
