@@ -29,10 +29,14 @@ class WorkerContext:
     device: torch.device
 
 
-def worker_context() -> WorkerContext:
+def worker_context(torch_threads: int | None = None) -> WorkerContext:
+    """This worker's rank, world size and device; sets torch's thread count when ``torch_threads`` is given
+    (otherwise torch keeps the OMP_NUM_THREADS Ray derives from the worker's CPUs)."""
     import ray.train
     import ray.train.torch
 
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
     ctx = ray.train.get_context()
     return WorkerContext(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
 
