@@ -83,7 +83,9 @@ def test_ssim_of_constant_frames_matches_luminance_formula():
     target = np.full((1, 2, 16, 16, 3), 110, dtype=np.uint8)
     c1 = (0.01 * 255) ** 2
     expected = (2 * 100 * 110 + c1) / (100**2 + 110**2 + c1)  # 0.995476
-    assert ssim(pred, target) == pytest.approx(expected, abs=1e-9)
+    # SSIM runs in float32 (17x faster on CPU): on flat frames E[x^2] - E[x]^2 cancels to within
+    # ~2e-4 of SSIM; on real clips the per-clip values moved by at most 7e-6 from float64.
+    assert ssim(pred, target) == pytest.approx(expected, abs=5e-4)
 
 
 def test_ssim_drops_with_noise_and_handles_tiny_frames():

@@ -93,15 +93,18 @@ def ssim_per_clip(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     out = []
     for i in range(0, n, step):
         # (n, T, H, W, 3) -> (n*T, 3, H, W): SSIM is an image metric, applied per frame.
-        p = torch.from_numpy(pred[i : i + step]).to(torch.float64)
-        q = torch.from_numpy(target[i : i + step]).to(torch.float64)
+        # float32 and contiguous: CPU convolutions in float64 took 12.8 s for 104 clips of
+        # 8 x 32 x 32 against 0.7 s here; the per-clip SSIM of real clips moved by at most 7e-6
+        # (flat frames, where E[x^2] - E[x]^2 cancels, by up to 2e-4).
+        p = torch.from_numpy(pred[i : i + step]).to(torch.float32)
+        q = torch.from_numpy(target[i : i + step]).to(torch.float32)
         m = p.shape[0]
-        p = p.reshape(m * t, h, w, 3).permute(0, 3, 1, 2)
-        q = q.reshape(m * t, h, w, 3).permute(0, 3, 1, 2)
+        p = p.reshape(m * t, h, w, 3).permute(0, 3, 1, 2).contiguous()
+        q = q.reshape(m * t, h, w, 3).permute(0, 3, 1, 2).contiguous()
         v = structural_similarity_index_measure(
             p, q, data_range=255.0, kernel_size=kernel, reduction="none"
         )
-        out.append(v.reshape(m, t).mean(dim=1))
+        out.append(v.reshape(m, t).double().mean(dim=1))
     return torch.cat(out).numpy()
 
 
