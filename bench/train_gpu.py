@@ -49,12 +49,13 @@ TRAIN = dict(
     grad_accum=1, grad_clip=1.0, lr_schedule="constant", warmup_steps=0, min_lr_ratio=0.1, precision="auto",
     memory_format="auto", compile=False, checkpoint_keep=2, max_failures=0, sample_every=0,
     data_order="streaming", prefetch_batches=2, epoch_cache_mb=1024, adv_weight=0.0, adv_start_step=0,
-    adv_disc_channels=32, augment=[], shuffle_buffer=0,
+    adv_disc_channels=32, augment=[], shuffle_buffer=0, torch_threads=None,
 )
 VAE = dict(base_channels=64, channel_mult=[1, 2, 4, 4], latent_channels=8, temporal_downsample=4,
            spatial_downsample=8, num_res_blocks=1, causal=False, patch_size=1, colour_weight=2.5, norm="none")
 GAN = dict(space="latent", noise_dim=128, base_channels=64, conditional=False, spectral_norm=True, r1_gamma=0.0, mode_seeking=1.0, class_loss=1.0,
            pixel_d_weight=0.0, pixel_d_batch=8,  # this bench times the latent D alone
+           minibatch_std=0,
            ema_decay=0.999, guard=True, divergence_logit_max=100.0, rollback_lr_factor=0.5, max_rollbacks=3)
 TINY = dict(clip=(8, 32, 32), vae=dict(base_channels=8, channel_mult=[1, 2], latent_channels=4,
             temporal_downsample=2, spatial_downsample=4), gan=dict(noise_dim=16, base_channels=8),

@@ -64,7 +64,8 @@ def test_fast_ssim_equals_the_project_ssim() -> None:
     from vidgen_core.eval.metrics import psnr_per_clip, ssim_per_clip
 
     noisy = encode_x264(FRAMES, 12, 40, "medium", "yuv420p").frames
-    assert ssim_video(noisy, FRAMES) == pytest.approx(float(ssim_per_clip(noisy[None], FRAMES[None])[0]), abs=1e-9)
+    # ssim_video runs in float64, ssim_per_clip (torchmetrics) in float32: 8e-6 apart here.
+    assert ssim_video(noisy, FRAMES) == pytest.approx(float(ssim_per_clip(noisy[None], FRAMES[None])[0]), abs=5e-5)
     assert psnr_video(noisy, FRAMES) == float(psnr_per_clip(noisy[None], FRAMES[None])[0])
 
 

@@ -179,11 +179,14 @@ def plan_gan(cfg: PipelineConfig, gpu_memory_gb: float = 80.0, reserve_gb: float
     """Memory plan of ``train_gan`` (latent GAN with its frozen VAE encoder, or pixel GAN)."""
     tc, t, s = cfg.train_gan, cfg.ingest.clip_len, cfg.ingest.size
     pixel = cfg.gan.space == "pixel"
+    # The probes below run D on 1-2 samples, which a minibatch-std D refuses (it needs whole
+    # groups); its extra input is one channel of D's last stage, negligible here, so D is probed without it.
+    d_cfg = cfg.gan.model_copy(update={"minibatch_std": 0})
     with torch.device("meta"):
         vae = None if pixel else VideoVAE(cfg.vae).requires_grad_(False)
         shape = (3, t, s, s) if pixel else vae.latent_shape(t, s)
         g = build_generator(cfg.gan, shape, 0)
-        d = LatentDiscriminator(cfg.gan, shape, 0)
+        d = LatentDiscriminator(d_cfg, shape, 0)
         noise, real2 = torch.zeros(1, cfg.gan.noise_dim), torch.zeros(2, *shape)
     dtype = _dtype(tc)
     d_prof = profile_step([g, d], lambda: d(real2).float().mean(), dtype)  # D step: real + fake per clip
@@ -202,7 +205,7 @@ def plan_gan(cfg: PipelineConfig, gpu_memory_gb: float = 80.0, reserve_gb: float
         # slice, gradient through the frozen decoder) and judged; its cost per clip of the batch.
         with torch.device("meta"):
             z1 = torch.zeros(1, shape[0], 1, *shape[2:], requires_grad=True)
-            pd = LatentDiscriminator(cfg.gan, tuple(vae.decode(z1).shape[1:]), 0)
+            pd = LatentDiscriminator(d_cfg, tuple(vae.decode(z1).shape[1:]), 0)
         p_prof = profile_step([g, pd], lambda: pd(vae.decode(z1)).float().mean(), dtype)
         share = min(1.0, cfg.gan.pixel_d_batch / tc.batch_size)
         # An upper bound: the D step decodes without grad, but its pixel D sees real + fake.
