@@ -56,6 +56,7 @@ def run_vae(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, every: i
     from vidgen_core.eval.inference import reconstruct
     from vidgen_core.models.vae import VideoVAE
     from vidgen_core.train.fit_vae import fit_vae
+    from vidgen_core.train.precision import resolve_numerics
 
     batch = cfg.train_vae.batch_size * cfg.train_vae.num_workers
     tcfg = cfg.train_vae.model_copy(update={"batch_size": batch, "num_workers": 1, "checkpoint_every": every,
@@ -69,7 +70,8 @@ def run_vae(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, every: i
                 yield train[0][perm[i : i + batch]]
 
     torch.manual_seed(tcfg.seed)  # as the trainer does: the seed fixes the initial weights too
-    model, t0 = VideoVAE(cfg.vae), time.time()
+    # Prepared as the trainer prepares it, so memory_format in --set takes effect.
+    model, t0 = resolve_numerics(tcfg, "cpu").prepare(VideoVAE(cfg.vae)), time.time()
 
     def on_checkpoint(step: int, _state_fn: Any) -> None:
         model.eval()

@@ -176,7 +176,8 @@ def test_bf16_autocast_and_channels_last_step_on_cpu() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert resolve_numerics(TrainConfig(precision="fp16"), "cpu").grad_scaler().is_enabled()
     auto = resolve_numerics(TrainConfig(), "cpu")
-    assert not auto.autocast_enabled and not auto.channels_last  # auto: fp32, contiguous off-GPU
+    assert not auto.autocast_enabled and auto.channels_last  # auto: fp32 and channels_last_3d off-GPU
+    assert not resolve_numerics(TrainConfig(memory_format="contiguous"), "cpu").channels_last
 
 
 def test_vae_adversarial_term_starts_after_its_step() -> None:

@@ -1,8 +1,10 @@
 """Numerics and layout of a training run: autocast dtype, loss scaling, memory format, compile.
 
-Torch only. On a GPU the defaults are bf16 autocast and ``channels_last_3d``
-(cuDNN's fast layout for 3D convs); on a CPU they are fp32 and contiguous, but
-every option can be forced so the code paths run (and are tested) on a CPU too.
+Torch only. The defaults are bf16 autocast on a GPU and fp32 on a CPU, and
+``channels_last_3d`` on both: cuDNN's fast layout for 3D convs, and oneDNN's on
+a CPU too (a default-recipe VAE step 1.24x faster, a GAN run 1.15x on 2 cores;
+bench/RESULTS.md). Every option can be forced so each code path runs (and is
+tested) on a CPU.
 """
 
 from __future__ import annotations
@@ -62,12 +64,11 @@ class Numerics:
 
 
 def resolve_numerics(train_cfg: FitSettings, device: torch.device | str) -> Numerics:
-    """Turn ``precision`` / ``memory_format`` ("auto" = by device) into a :class:`Numerics`."""
+    """Turn ``precision`` ("auto": by device) / ``memory_format`` ("auto": channels_last_3d) into a :class:`Numerics`."""
     device = torch.device(device)
     on_gpu = device.type == "cuda"
     precision = train_cfg.precision if train_cfg.precision != "auto" else ("bf16" if on_gpu else "fp32")
-    fmt = train_cfg.memory_format
-    channels_last = fmt == "channels_last_3d" or (fmt == "auto" and on_gpu)
+    channels_last = train_cfg.memory_format != "contiguous"  # auto: channels_last_3d on every device
     return Numerics(device=device, dtype=_DTYPES[precision], channels_last=channels_last)
 
 
