@@ -142,6 +142,12 @@ class GANConfig(_Section):
     # ~1.5x the step time (bench/RESULTS.md). 0 = off.
     pixel_d_weight: float = Field(2.0, ge=0)
     pixel_d_batch: int = Field(8, ge=1)
+    # What the pixel D's real half is: "decoded" = the VAE's decoding of real latents (so G can at
+    # best match the VAE's reconstructions), "clips" = the real clips' own frames of that slice
+    # (G is pushed past the reconstructions, towards the real colours and edges). On the default
+    # recipe "clips" raised the GAN's colour ratio (0.74-0.76 -> 0.78-0.87 over 4 runs) but cost class
+    # consistency, diversity and FD in most of them (bench/RESULTS.md), so it is not the default.
+    pixel_d_real: Literal["decoded", "clips"] = "decoded"
     # Minibatch standard deviation (Karras et al. 2018): each discriminator also sees how much the
     # samples of a group of this many differ, so a generator that repeats itself is caught. Groups
     # are consecutive samples, so real and fake never share one: it must divide

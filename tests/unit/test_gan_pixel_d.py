@@ -12,7 +12,7 @@ from vidgen_core.config import GANConfig, TrainConfig, VAEConfig
 from vidgen_core.models.gan import LatentAndPixelDiscriminator, LatentDiscriminator, LatentGenerator, build_discriminator
 from vidgen_core.models.vae import VideoVAE
 from vidgen_core.train.fit_gan import fit_gan, pixel_d_shape, pixel_view
-from vidgen_core.train.gan_steps import discriminator_step, generator_step
+from vidgen_core.train.gan_steps import _pixel_inputs, discriminator_step, generator_step
 from vidgen_core.train.optim import Optim
 from vidgen_core.train.precision import resolve_numerics
 
@@ -102,3 +102,24 @@ def test_fit_gan_logs_the_pixel_d_and_builds_it_only_when_asked() -> None:
     off = CFG.model_copy(update={"pixel_d_weight": 0.0})
     models = fit_gan(off, TrainConfig(steps=1), vae, ((_clips(4, 0), np.arange(4) % 2) for _ in range(1)), 2)
     assert isinstance(models.discriminator, LatentDiscriminator)
+
+
+def test_pixel_d_real_clips_shows_the_real_frames_of_the_slice_instead_of_their_decoding() -> None:
+    vae, cfg, g, d, numerics = _setup(1.0)
+    view = pixel_view(cfg, vae, g, numerics)
+    real_video = torch.rand(4, 3, 8, 16, 16) * 2 - 1  # 4 latent slices of 2 frames
+    real, fake = torch.randn(4, 4, 4, 4, 4), torch.randn(4, 4, 4, 4, 4)
+    torch.manual_seed(3)
+    t = int(torch.randint(view.num_slices, ()))  # the slice _pixel_inputs draws next under this seed
+    torch.manual_seed(3)
+    extra, pb = _pixel_inputs(view, [real, fake], None, numerics, real_video)
+    assert pb == 4 and extra["pixels"].shape == (8, 3, 2, 16, 16)
+    assert torch.equal(extra["pixels"][:4], real_video[:, :, 2 * t : 2 * t + 2])  # real half: the clips' frames
+    assert torch.allclose(extra["pixels"][4:], view.decode(fake, t))  # fake half: decoded as before
+    # fit_gan feeds the clips through when asked, and trains as before.
+    clips_cfg = CFG.model_copy(update={"pixel_d_real": "clips"})
+    logs: list[dict[str, float]] = []
+    batches = ((_clips(4, i), np.arange(4) % 2) for i in range(2))
+    fit_gan(clips_cfg, TrainConfig(steps=2, log_every=2, checkpoint_every=2), vae, batches, 2,
+            on_log=lambda s, m: logs.append(m))
+    assert math.isfinite(logs[-1]["d_real_pixel"])

@@ -180,6 +180,7 @@ def fit_gan(
     g_bare = unwrap(generator)
     # The pixel D needs a discriminator built with it (build_discriminator with pixel_d_shape).
     pixels = pixel_view(gan_cfg, vae, generator, numerics) if hasattr(unwrap(discriminator), "pixel") else None
+    pixel_clips = pixels is not None and gan_cfg.pixel_d_real == "clips"
     conditional = g_bare.conditional
 
     fused = dev.type == "cuda"
@@ -216,15 +217,18 @@ def fit_gan(
         step += 1
         # A rolled-back run must not redraw the noise that led it astray.
         seed_for_step(train_cfg.seed + 104_729 * rollbacks, step)
-        reals, ys = [], []
+        reals, ys, videos = [], [], []
         for _ in range(train_cfg.grad_accum):
             frames, labels = split_batch(next_batch(batches, step))
             real = real_samples(frames)
             reals.append(real if pixel else numerics.to_input(real * scale))
             ys.append(_labels(labels, conditional, num_classes, dev))
+            if pixel_clips:
+                videos.append(frames_to_video(frames, dev))
         class_loss = gan_cfg.class_loss
         metrics = discriminator_step(
-            generator, discriminator, opt_d, reals, ys, numerics, gan_cfg.r1_gamma, class_loss, pixels
+            generator, discriminator, opt_d, reals, ys, numerics, gan_cfg.r1_gamma, class_loss, pixels,
+            videos if pixel_clips else None,
         )
         metrics.update(generator_step(
             generator, discriminator, opt_g, reals[0].shape[0], ys, numerics, gan_cfg.mode_seeking, class_loss, pixels

@@ -59,6 +59,7 @@ def _pixel_inputs(
     latents: list[torch.Tensor],
     labels: torch.Tensor | None,
     numerics: Numerics,
+    real_video: torch.Tensor | None = None,
 ) -> tuple[dict[str, torch.Tensor | None], int]:
     """The pixel D's keyword arguments for one micro-batch, and ``pb``, the samples decoded per group.
 
@@ -68,12 +69,18 @@ def _pixel_inputs(
     ``pixels``: (len(latents)·pb, 3, T_px, H, W) in the run's memory format, groups in order, and
     ``pixel_labels``: (len(latents)·pb,) = ``labels[:pb]`` once per group, or None without labels.
     Gradients reach the latents through the decoder unless called under ``torch.no_grad()``.
+    ``real_video`` (b, 3, T, H, W), the clips ``latents[0]`` encode: their own frames of slice t
+    stand in for the decoding of ``latents[0]`` (``gan.pixel_d_real: clips``).
     Without ``pixels`` (no pixel D): ``({}, 0)``.
     """
     if pixels is None:
         return {}, 0
     pb, t = min(pixels.batch, latents[0].shape[0]), int(torch.randint(pixels.num_slices, ()))
-    px = torch.cat([pixels.decode(z[:pb], t) for z in latents])
+    decoded = [pixels.decode(z[:pb], t) for z in latents[real_video is not None :]]
+    if real_video is not None:
+        k = real_video.shape[2] // pixels.num_slices  # frames per latent time slice
+        decoded.insert(0, real_video[:pb, :, t * k : (t + 1) * k].float())
+    px = torch.cat(decoded)
     head = _head(labels, pb)
     pixel_labels = torch.cat([head] * len(latents)) if head is not None else None
     return {"pixels": numerics.to_input(px), "pixel_labels": pixel_labels}, pb
@@ -89,6 +96,7 @@ def discriminator_step(
     r1_gamma: float = 0.0,
     class_loss: float = 0.0,
     pixels: PixelView | None = None,
+    real_videos: list[torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One D update on real samples (each (b, C, T', H', W')) vs fresh fakes; returns detached metrics.
 
@@ -96,7 +104,9 @@ def discriminator_step(
     twice before its backward. With ``r1_gamma > 0`` the loss adds
     ``r1_gamma / 2 · R1`` on the real half; with ``class_loss > 0`` (and labels)
     ``class_loss ·`` the cross-entropy of D's class head on the real half. With
-    ``pixels``, the pixel D's hinge (and class) loss on decoded samples, times ``pixels.weight``.
+    ``pixels``, the pixel D's hinge (and class) loss on decoded samples, times ``pixels.weight``;
+    ``real_videos`` (the clips of each real micro-batch, (b, 3, T, H, W)) make its real half those
+    clips' own frames instead of decoded real latents.
     """
     optim.zero_grad()
     noise_dim = unwrap(generator).noise_dim
@@ -112,7 +122,8 @@ def discriminator_step(
             both = numerics.to_input(torch.cat([real_in, fake.to(real_in.dtype)]))
             classify = class_loss > 0 and y is not None
             with torch.no_grad():  # D's update: the decoder needs no graph
-                extra, pb = _pixel_inputs(pixels, [real.detach(), fake], y, numerics)
+                video = real_videos[i] if real_videos is not None else None
+                extra, pb = _pixel_inputs(pixels, [real.detach(), fake], y, numerics, video)
             with numerics.autocast():
                 out_all = discriminator(both, _pair(y), with_class=classify, **extra)
             out_d, out_p = out_all if pixels is not None else (out_all, None)
