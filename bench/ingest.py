@@ -6,7 +6,9 @@ to the last byte written:
 
 - ``pyav``: the ceiling. N processes (N = cores), each decodes whole files with
   PyAV and converts every frame in one swscale pass (AREA) to the same size,
-  then centre-crops; nothing is written.
+  then centre-crops; nothing is written. swscale runs on one thread per
+  process, as in ingest (``--sws-threads 0``: PyAV's default, a slice thread
+  per core, which costs about twice the CPU at these sizes).
 - ``pyav_parquet``: the same, and each process also cuts clips of 16 frames and
   writes them with pyarrow to Parquet (the shard schema and write options of
   ingest): the write's cost on its own, beside the decode.
@@ -55,6 +57,7 @@ from harness import MIN_REPEATS, LoadWatch, median  # noqa: E402  (bench/harness
 
 SIZE = 128
 CLIP_LEN = 16
+_SWS_THREADS = 1  # swscale threads of the PyAV contenders (--sws-threads; set before the pools fork)
 
 
 def make_data(root: Path, hd_files: int, hd_seconds: float) -> list[Path]:
@@ -97,7 +100,7 @@ def _converted_frames(path: str) -> Iterator[np.ndarray]:
     with av.open(path) as c:
         for frame in c.decode(c.streams.video[0]):
             sw, sh = scaled_size(frame.width, frame.height, SIZE)
-            rgb = frame.to_ndarray(width=sw, height=sh, format="rgb24", interpolation="AREA")
+            rgb = frame.to_ndarray(width=sw, height=sh, format="rgb24", interpolation="AREA", threads=_SWS_THREADS)
             y0, x0 = (sh - SIZE) // 2, (sw - SIZE) // 2
             yield rgb[y0 : y0 + SIZE, x0 : x0 + SIZE]
 
@@ -214,7 +217,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=MIN_REPEATS, help="alternating pyav/vidgen runs; medians reported")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--scale", type=int, default=1, help="run on this many hard-linked copies of the set")
+    ap.add_argument("--sws-threads", type=int, default=1,
+                    help="swscale threads of the PyAV contenders: 1 as in ingest, 0 for PyAV's default (one per core)")
     args = ap.parse_args()
+    global _SWS_THREADS
+    _SWS_THREADS = args.sws_threads
 
     base = Path(args.data)
     base_files = make_data(base, args.hd_files, args.hd_seconds)
@@ -223,7 +230,8 @@ def main() -> None:
     root, files = scaled(base, base_files, args.scale)
     total = base_frames * args.scale
     print(json.dumps({"data": str(root), "scale": args.scale, "files": len(files), "hd_1280x720": hd,
-                      "source_frames": total, "procs": args.procs, "size": SIZE, "clip_len": CLIP_LEN}), flush=True)
+                      "source_frames": total, "procs": args.procs, "size": SIZE, "clip_len": CLIP_LEN,
+                      "pyav_sws_threads": args.sws_threads}), flush=True)
 
     import ray
 
@@ -290,6 +298,7 @@ def main() -> None:
         "vidgen_over_pyav_parquet": round(fps["vidgen"] / fps["pyav_parquet"], 3),
         "vidgen_over_pyav_parquet_per_cpu_second": round(cpu_best["pyav_parquet"] / cpu_best["vidgen"], 3),
         "scale": args.scale,
+        "pyav_sws_threads": args.sws_threads,
     }
     if "ray_read_videos" in fps:
         summary["ray_read_videos_frames_per_s"] = round(fps["ray_read_videos"], 1)

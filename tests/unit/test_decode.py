@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from vidgen_core.video.decode import VideoDecodeError, VideoError, iter_frames, probe, scaled_size
+from vidgen_core.video.decode import VideoDecodeError, VideoError, iter_frames, one_thread, probe, scaled_size, to_rgb
 from vidgen_core.video.encode import Mp4Writer, frame_rate, write_gif, write_mp4
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 220, 30), (30, 30, 220)
@@ -74,6 +74,19 @@ def test_iter_frames_native_and_step(bands_mp4: Path) -> None:
     stepped = np.stack(list(iter_frames(str(bands_mp4), 16, step=3)))
     assert len(stepped) == 4  # frames 0, 3, 6, 9
     np.testing.assert_array_equal(stepped, every[::3])
+
+
+def test_frames_convert_on_one_thread_to_the_same_pixels() -> None:
+    # PyAV's default starts swscale slice threads (one per core) for every frame; a read task holds
+    # one CPU, and those threads doubled the conversion's CPU time (bench/RESULTS.md, "Ingest").
+    assert one_thread() == {"threads": 1}  # this PyAV takes the argument
+    rng = np.random.default_rng(0)
+    frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (192, 256, 3), dtype=np.uint8), format="rgb24")
+    frame = frame.reformat(format="yuv420p")  # as decoded from H.264
+    ours = to_rgb(frame, 64)
+    default = frame.to_ndarray(width=85, height=64, format="rgb24", interpolation="AREA")[:, 10:74]
+    assert ours.shape == (64, 64, 3)
+    np.testing.assert_array_equal(ours, default)  # fewer threads, same pixels
 
 
 def test_scaled_size() -> None:

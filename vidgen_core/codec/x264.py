@@ -22,6 +22,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from vidgen_core.video.decode import one_thread
+
 _X264_SEI_TAG = b"x264 - core"
 
 
@@ -80,7 +82,7 @@ def encode_x264(frames: np.ndarray, fps: float, crf: int, preset: str = "veryslo
     enc.options = {"crf": str(crf), "preset": preset, "tune": tune, "threads": "1"}
     chunks = []
     for i, frame in enumerate(padded):
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format=pix_fmt)
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format=pix_fmt, **one_thread())
         vf.pts = i
         chunks.extend(bytes(p) for p in enc.encode(vf))
     chunks.extend(bytes(p) for p in enc.encode(None))
@@ -93,8 +95,8 @@ def encode_x264(frames: np.ndarray, fps: float, crf: int, preset: str = "veryslo
     dec.thread_count = 1
     out = []
     for packet in dec.parse(stream) + dec.parse(None):
-        out.extend(f.to_ndarray(format="rgb24") for f in dec.decode(packet))
-    out.extend(f.to_ndarray(format="rgb24") for f in dec.decode(None))
+        out.extend(f.to_ndarray(format="rgb24", **one_thread()) for f in dec.decode(packet))
+    out.extend(f.to_ndarray(format="rgb24", **one_thread()) for f in dec.decode(None))
     decode_s = time.perf_counter() - start
     if len(out) != t_len:
         raise RuntimeError(f"libx264 round trip gave {len(out)} frames for {t_len}")

@@ -12,7 +12,10 @@ Frames come out as ``(size, size, 3)`` uint8 RGB: colour conversion and
 scaling happen in one swscale call per frame (``interpolation="AREA"``, the
 right filter for large downscales), then a centre crop (``short_side_crop``)
 or nothing (``exact``, which stretches). That call, not the decode, bounds
-ingest speed, so it runs only on frames that are kept.
+ingest speed, so it runs only on frames that are kept, and on one thread:
+each Ray read task holds one CPU, and swscale's own slice threads (PyAV's
+default: one per core) doubled its CPU cost at ingest's sizes without making
+it faster (bench/RESULTS.md, "Ingest").
 
 Failures raise :class:`VideoError` whose ``stage`` says where it happened:
 ``"open"`` (missing file, not a media container), ``"probe"`` (no video stream,
@@ -24,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cache
 from types import TracebackType
 from typing import TypeVar
 
@@ -82,6 +86,19 @@ def scaled_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(size, round(width * size / height)), size
 
 
+@cache
+def one_thread() -> dict[str, int]:
+    """``{"threads": 1}`` for ``VideoFrame.to_ndarray`` where PyAV's reformat takes it, else ``{}``.
+
+    PyAV versions without the argument scale on the calling thread already.
+    """
+    try:
+        av.VideoFrame(16, 16, "yuv420p").reformat(width=8, height=8, format="rgb24", threads=1)
+    except TypeError:
+        return {}
+    return {"threads": 1}
+
+
 def to_rgb(frame: av.VideoFrame, size: int | None, resize: str = "short_side_crop", sar: float = 1.0) -> np.ndarray:
     """One swscale pass (convert + scale) of a decoded frame: uint8 ``(size, size, 3)``.
 
@@ -90,14 +107,14 @@ def to_rgb(frame: av.VideoFrame, size: int | None, resize: str = "short_side_cro
     ``exact`` stretches to ``size`` x ``size``. ``size=None``: native ``(H, W, 3)``.
     """
     if size is None:
-        return frame.to_ndarray(format="rgb24")
+        return frame.to_ndarray(format="rgb24", **one_thread())
     if resize == "exact":
-        return frame.to_ndarray(width=size, height=size, format="rgb24", interpolation="AREA")
+        return frame.to_ndarray(width=size, height=size, format="rgb24", interpolation="AREA", **one_thread())
     width, height = frame.width, frame.height
     if sar != 1.0:  # anamorphic: scale for the displayed shape, not the stored one
         width = max(1, round(width * sar))
     sw, sh = scaled_size(width, height, size)
-    rgb = frame.to_ndarray(width=sw, height=sh, format="rgb24", interpolation="AREA")
+    rgb = frame.to_ndarray(width=sw, height=sh, format="rgb24", interpolation="AREA", **one_thread())
     y0, x0 = (sh - size) // 2, (sw - size) // 2
     return rgb[y0 : y0 + size, x0 : x0 + size]
 

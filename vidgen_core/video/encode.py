@@ -19,6 +19,7 @@ import av
 import numpy as np
 
 from vidgen_core import storage
+from vidgen_core.video.decode import one_thread
 
 
 def frame_rate(fps: float) -> Fraction:
@@ -116,6 +117,7 @@ class Mp4Writer:
                 f"{self._stream.width}x{self._stream.height}"
             )
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vf = vf.reformat(format=self._stream.pix_fmt, **one_thread())  # else the encoder converts on a thread pool
         vf.pts, vf.time_base = self._count, 1 / self._rate
         self._container.mux(self._stream.encode(vf))
         self._count += 1
@@ -181,6 +183,7 @@ def write_gif(frames: np.ndarray, path: str | Path, fps: float = 8.0) -> None:
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "rgb8"
         for i, frame in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf = vf.reformat(format=stream.pix_fmt, **one_thread())  # else the encoder converts on a thread pool
             vf.pts, vf.time_base = i, 1 / rate
             container.mux(stream.encode(vf))
         container.mux(stream.encode(None))
