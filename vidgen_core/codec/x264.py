@@ -23,6 +23,7 @@ import av
 import numpy as np
 
 from vidgen_core.video.decode import one_thread
+from vidgen_core.video.encode import encoder_frame
 
 _X264_SEI_TAG = b"x264 - core"
 
@@ -82,7 +83,7 @@ def encode_x264(frames: np.ndarray, fps: float, crf: int, preset: str = "veryslo
     enc.options = {"crf": str(crf), "preset": preset, "tune": tune, "threads": "1"}
     chunks = []
     for i, frame in enumerate(padded):
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format=pix_fmt, **one_thread())
+        vf = encoder_frame(frame, pix_fmt)
         vf.pts = i
         chunks.extend(bytes(p) for p in enc.encode(vf))
     chunks.extend(bytes(p) for p in enc.encode(None))

@@ -29,6 +29,14 @@ def frame_rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+def encoder_frame(frame: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """An ``(H, W, 3)`` uint8 RGB frame as a VideoFrame in the encoder's ``pix_fmt``, converted on one thread.
+
+    Given RGB, PyAV's encoder would convert it itself, starting swscale threads for every frame.
+    """
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format=pix_fmt, **one_thread())
+
+
 def _even(frame: np.ndarray) -> np.ndarray:
     # yuv420p subsamples chroma 2x2, so libx264 needs even sizes: repeat the last
     # row/column rather than refuse (model outputs may be odd-sized).
@@ -116,8 +124,7 @@ class Mp4Writer:
                 f"frame size {frame.shape[1]}x{frame.shape[0]} differs from the stream's "
                 f"{self._stream.width}x{self._stream.height}"
             )
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        vf = vf.reformat(format=self._stream.pix_fmt, **one_thread())  # else the encoder converts on a thread pool
+        vf = encoder_frame(frame, self._stream.pix_fmt)
         vf.pts, vf.time_base = self._count, 1 / self._rate
         self._container.mux(self._stream.encode(vf))
         self._count += 1
@@ -182,8 +189,7 @@ def write_gif(frames: np.ndarray, path: str | Path, fps: float = 8.0) -> None:
         stream = container.add_stream("gif", rate=rate)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "rgb8"
         for i, frame in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            vf = vf.reformat(format=stream.pix_fmt, **one_thread())  # else the encoder converts on a thread pool
+            vf = encoder_frame(frame, stream.pix_fmt)
             vf.pts, vf.time_base = i, 1 / rate
             container.mux(stream.encode(vf))
         container.mux(stream.encode(None))
