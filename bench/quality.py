@@ -94,21 +94,40 @@ def run_judge(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, num_cl
          test_accuracy=result.test_accuracy, confusion=confusion.tolist())
 
 
+def _pixel_scores(discriminator: Any, vae: Any, z: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) the pixel D's log-probability of label y and (N,) its real/fake logit, each averaged
+    over every latent time slice decoded alone."""
+    log_p, real = torch.zeros(len(z)), torch.zeros(len(z))
+    for t in range(z.shape[2]):
+        for i in range(0, len(z), 32):
+            px = vae.decode(z[i : i + 32, :, t : t + 1] / scale).float()
+            logit, logits = discriminator.pixel(px, y[i : i + 32], with_class=True)
+            log_p[i : i + 32] += logits.log_softmax(1).gather(1, y[i : i + 32, None])[:, 0] / z.shape[2]
+            real[i : i + 32] += logit.float().reshape(-1) / z.shape[2]
+    return log_p, real
+
+
 @torch.no_grad()
-def best_of(generator: Any, discriminator: Any, vae: Any, labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Discriminator rejection: k candidates per label, keep the one D's class head finds most likely that label."""
+def best_of(generator: Any, discriminator: Any, vae: Any, labels: np.ndarray, k: int, seed: int, head: str = "latent") -> np.ndarray:
+    """Discriminator rejection: k candidates per label, keep the one D's class head finds most likely
+    that label. ``head``: "latent" (the latent D's class head) or "pixel" (the pixel D's, on decoded slices)."""
     from vidgen_core.models.vae import video_to_frames
 
     g = torch.Generator().manual_seed(seed)
     y = torch.as_tensor(labels, dtype=torch.long).repeat_interleave(k)
     z = generator(torch.randn(len(y), generator.noise_dim, generator=g), y)
-    _, class_logits = discriminator(z, y, with_class=True)
-    p = class_logits.softmax(1).gather(1, y[:, None]).view(len(labels), k)
+    if head.startswith("pixel"):
+        log_p, real = _pixel_scores(discriminator, vae, z, y, generator.latent_scale)
+        p = {"pixel": log_p, "pixel_real": real, "pixel_both": log_p + real}[head].view(len(labels), k)
+    else:
+        _, class_logits = discriminator(z, y, with_class=True)
+        p = class_logits.softmax(1).gather(1, y[:, None]).view(len(labels), k)
     z = z.view(len(labels), k, *z.shape[1:])[torch.arange(len(labels)), p.argmax(1)] / generator.latent_scale
     return np.concatenate([video_to_frames(vae.decode(z[i : i + 32])) for i in range(0, len(z), 32)])
 
 
-def run_gan(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, workdir: Path, ks: list[int], seeds: int) -> None:
+def run_gan(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, workdir: Path, ks: list[int], seeds: int,
+            heads: tuple[str, ...] = ("latent",)) -> None:
     from vidgen_core.eval.gan_eval import evaluate_samples, score_set
     from vidgen_core.eval.judge import JudgeFeatures
     from vidgen_core.eval.sample_metrics import colourfulness, features
@@ -136,10 +155,12 @@ def run_gan(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, workdir:
     emit(settings=over, train_seconds=seconds, **{f"{s}_{f}": m[f"{s}_{f}"] for s in ("gan", "real", "prior") for f in figures})
     feature = JudgeFeatures(judge)
     real_feats, real_colour = features(feature, test[0]), colourfulness(test[0])
-    for k in ks:
-        rows = [score_set(best_of(generator, models.discriminator.eval(), vae, test[1], k, 10_000 + s), test[1],
-                          test[0], test[1], feature, judge, real_feats, real_colour) for s in range(seeds)]
-        emit(settings=over, best_of=k, **{f"gan_{key}": float(np.mean([r[key] for r in rows])) for key in rows[0]})
+    for head in heads:
+        for k in ks:
+            rows = [score_set(best_of(generator, models.discriminator.eval(), vae, test[1], k, 10_000 + s, head), test[1],
+                              test[0], test[1], feature, judge, real_feats, real_colour) for s in range(seeds)]
+            emit(settings=over, best_of=k, head=head,
+                 **{f"gan_{key}": float(np.mean([r[key] for r in rows])) for key in rows[0]})
 
 
 def main() -> None:
@@ -150,6 +171,8 @@ def main() -> None:
     ap.add_argument("--set", default="{}", help='JSON overrides: the train section (vae, judge) or {"gan": ..., "train": ...}')
     ap.add_argument("--every", type=int, default=1000, help="vae: test figures every N steps")
     ap.add_argument("--best-of", type=int, nargs="*", default=[], help="gan: also score discriminator rejection with K candidates")
+    ap.add_argument("--reject-by", nargs="*", default=["latent"], choices=("latent", "pixel", "pixel_real", "pixel_both"),
+                    help="gan: whose class head --best-of asks: the latent D's, the pixel D's (decoded slices), or both")
     ap.add_argument("--seeds", type=int, default=2, help="gan: sample draws per figure")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -165,7 +188,7 @@ def main() -> None:
     elif args.model == "judge":
         run_judge(cfg, train, test, over, int(train[1].max()) + 1)
     else:
-        run_gan(cfg, train, test, over, workdir, args.best_of, args.seeds)
+        run_gan(cfg, train, test, over, workdir, args.best_of, args.seeds, tuple(args.reject_by))
 
 
 if __name__ == "__main__":
