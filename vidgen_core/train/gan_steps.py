@@ -76,7 +76,9 @@ def _pixel_inputs(
     if pixels is None:
         return {}, 0
     pb, t = min(pixels.batch, latents[0].shape[0]), int(torch.randint(pixels.num_slices, ()))
-    decoded = [pixels.decode(z[:pb], t) for z in latents[real_video is not None :]]
+    # With real_video, the real group's pixels are its own frames, not a decoding.
+    to_decode = latents[1:] if real_video is not None else latents
+    decoded = [pixels.decode(z[:pb], t) for z in to_decode]
     if real_video is not None:
         k = real_video.shape[2] // pixels.num_slices  # frames per latent time slice
         decoded.insert(0, real_video[:pb, :, t * k : (t + 1) * k].float())
