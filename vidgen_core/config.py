@@ -154,6 +154,11 @@ class GANConfig(_Section):
     # train_gan.batch_size and gan.pixel_d_batch. 0 = off; the default recipe uses 4 (with it,
     # mode-seeking 4 and 900 steps, diversity 0.48-0.66 -> 0.70-0.81; bench/RESULTS.md).
     minibatch_std: int = Field(0, ge=0)
+    # Latent generator's normalisation. "group": GroupNorm, which removes each sample's per-group
+    # mean and scale, i.e. the global attributes (a video's colour) the noise put there. "adaptive":
+    # GroupNorm then a scale and shift computed from the generator's input (noise + class), as in
+    # BigGAN's conditional BatchNorm / AdaGN, so what the norm removes is put back per sample.
+    generator_norm: Literal["group", "adaptive"] = "group"
     # EMA of the generator weights (what is saved and served); 0 = off. The decay ramps
     # up as min(ema_decay, (1 + n) / (10 + n)) so short runs still average recent weights.
     ema_decay: float = Field(0.999, ge=0, lt=1)

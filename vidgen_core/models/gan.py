@@ -17,6 +17,7 @@ object with GANConfig's attributes.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -73,6 +74,45 @@ def append_minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
     return torch.cat([h, channel], dim=1)
 
 
+class AdaptiveGroupNorm(nn.Module):
+    """GroupNorm without its own affine, then ``x · (1 + γ(cond)) + β(cond)`` per sample and channel.
+
+    x (B, C, T, H, W), cond (B, cond_dim) -> (B, C, T, H, W). γ and β start at zero, so a new
+    layer is a plain GroupNorm; training lets the generator's input (noise + class) restore the
+    per-sample statistics the normalisation removes (BigGAN's conditional norm, AdaGN).
+    """
+
+    def __init__(self, channels: int, cond_dim: int) -> None:
+        super().__init__()
+        # No affine of its own: it comes from cond. Groups as in blocks.group_norm.
+        self.norm = nn.GroupNorm(math.gcd(channels, 8), channels, eps=1e-6, affine=False)
+        self.affine = nn.Linear(cond_dim, 2 * channels)
+        nn.init.zeros_(self.affine.weight)
+        nn.init.zeros_(self.affine.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.affine(cond).to(x.dtype)[:, :, None, None, None].chunk(2, dim=1)
+        return self.norm(x) * (1 + gamma) + beta
+
+
+class AdaptiveResBlock3D(nn.Module):
+    """:class:`~vidgen_core.models.blocks.ResnetBlock3D` with :class:`AdaptiveGroupNorm`:
+    (B, C_in, T, H, W), cond (B, cond_dim) -> (B, C_out, T, H, W)."""
+
+    def __init__(self, in_channels: int, out_channels: int, cond_dim: int) -> None:
+        super().__init__()
+        self.norm1 = AdaptiveGroupNorm(in_channels, cond_dim)
+        self.conv1 = conv3d(in_channels, out_channels)
+        self.norm2 = AdaptiveGroupNorm(out_channels, cond_dim)
+        self.conv2 = conv3d(out_channels, out_channels)
+        self.skip = conv3d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x, cond)))
+        h = self.conv2(F.silu(self.norm2(h, cond)))
+        return self.skip(x) + h
+
+
 class LatentGenerator(nn.Module):
     """noise (B, noise_dim) [+ labels (B,)] -> latents (B, C, T', H', W') in the scaled latent space.
 
@@ -100,16 +140,25 @@ class LatentGenerator(nn.Module):
         in_dim = cfg.noise_dim * (2 if self.conditional else 1)
         self.embed = nn.Embedding(num_classes, cfg.noise_dim) if self.conditional else None
         self.fc = nn.Linear(in_dim, ch * self.grid[0] * self.grid[1] * self.grid[2])
-        self.block1 = ResnetBlock3D(ch, ch)
+        self.adaptive = getattr(cfg, "generator_norm", "group") == "adaptive"
+        if self.adaptive:
+            self.block1 = AdaptiveResBlock3D(ch, ch, in_dim)
+            self.block2 = AdaptiveResBlock3D(ch, cfg.base_channels, in_dim)
+            self.norm_out = AdaptiveGroupNorm(cfg.base_channels, in_dim)
+        else:
+            self.block1 = ResnetBlock3D(ch, ch)
+            self.block2 = ResnetBlock3D(ch, cfg.base_channels)
+            self.norm_out = group_norm(cfg.base_channels)
         self.up = Upsample3D(ch, temporal=False, spatial=True) if self.upsample else nn.Identity()
-        self.block2 = ResnetBlock3D(ch, cfg.base_channels)
-        self.norm_out = group_norm(cfg.base_channels)
         self.conv_out = conv3d(cfg.base_channels, c)
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """noise (B, noise_dim), labels (B,) or None -> latents (B, C, T', H', W') (scaled space)."""
-        h = _label_input(noise, labels, self.embed, self.noise_dim)
-        h = self.fc(h).view(noise.shape[0], -1, *self.grid)
+        cond = _label_input(noise, labels, self.embed, self.noise_dim)
+        h = self.fc(cond).view(noise.shape[0], -1, *self.grid)
+        if self.adaptive:
+            h = self.block2(self.up(self.block1(h, cond)), cond)
+            return self.conv_out(F.silu(self.norm_out(h, cond)))
         h = self.block2(self.up(self.block1(h)))
         return self.conv_out(F.silu(self.norm_out(h)))
 
