@@ -160,7 +160,8 @@ class GANConfig(_Section):
     # BigGAN's conditional BatchNorm / AdaGN, so what the norm removes is put back per sample.
     generator_norm: Literal["group", "adaptive"] = "group"
     # EMA of the generator weights (what is saved and served); 0 = off. The decay ramps
-    # up as min(ema_decay, (1 + n) / (10 + n)) so short runs still average recent weights.
+    # up as min(ema_decay, (1 + n) / (10 + n)) so short runs still average recent weights;
+    # that ramp stays below 0.99 for 900 steps, so there any ema_decay >= 0.99 averages alike.
     ema_decay: float = Field(0.999, ge=0, lt=1)
     # Divergence guard: a non-finite loss or |mean D logit| above divergence_logit_max rolls
     # back to the last good checkpoint with the LRs times rollback_lr_factor.

@@ -141,15 +141,16 @@ class LatentGenerator(nn.Module):
         self.embed = nn.Embedding(num_classes, cfg.noise_dim) if self.conditional else None
         self.fc = nn.Linear(in_dim, ch * self.grid[0] * self.grid[1] * self.grid[2])
         self.adaptive = getattr(cfg, "generator_norm", "group") == "adaptive"
+        # Built in this order whatever the norm: the order fixes which random numbers each layer's
+        # initial weights get, so a seed gives the same generator it gave before the option existed.
+        self.block1 = AdaptiveResBlock3D(ch, ch, in_dim) if self.adaptive else ResnetBlock3D(ch, ch)
+        self.up = Upsample3D(ch, temporal=False, spatial=True) if self.upsample else nn.Identity()
         if self.adaptive:
-            self.block1 = AdaptiveResBlock3D(ch, ch, in_dim)
             self.block2 = AdaptiveResBlock3D(ch, cfg.base_channels, in_dim)
             self.norm_out = AdaptiveGroupNorm(cfg.base_channels, in_dim)
         else:
-            self.block1 = ResnetBlock3D(ch, ch)
             self.block2 = ResnetBlock3D(ch, cfg.base_channels)
             self.norm_out = group_norm(cfg.base_channels)
-        self.up = Upsample3D(ch, temporal=False, spatial=True) if self.upsample else nn.Identity()
         self.conv_out = conv3d(cfg.base_channels, c)
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
