@@ -163,8 +163,11 @@ def run_trainer(
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from vidgen_core.train.ray_state import discard_unreadable_snapshot
+
     storage = local_abs(storage_path)
     run_dir = f"{storage.rstrip('/')}/{run_name}"
+    discard_unreadable_snapshot(run_dir)  # else a run killed mid-write could never resume
     status_dir = args.status_dir or (os.path.join(run_dir, STATUS_DIR) if "://" not in storage else None)
     args = dataclasses.replace(args, run_dir=run_dir, status_dir=status_dir)
     resources = {"CPU": train_cfg.cpus_per_worker, **train_cfg.resources_per_worker}
