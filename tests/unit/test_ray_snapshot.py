@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vidgen_core.train.ray_state import RAY_SNAPSHOT, discard_unreadable_snapshot
+from vidgen_core.train.ray_driver import RAY_SNAPSHOT, discard_unreadable_snapshot
 
 
 @pytest.mark.parametrize("content", [b"", b'{"checkpoint_results": [{"met', b"\xff\xfe"])

@@ -14,7 +14,9 @@ Ray and MLflow are imported inside functions: importing this module is cheap.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 CACHE_MAX_BYTES = 2 << 30  # train splits up to this size are read once into the object store
 STATUS_DIR = "workers"  # per-rank status files under the run directory
+# Ray Train's record of the checkpoints it has registered, in the run directory.
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +153,33 @@ def find_user_error(exc: BaseException) -> UserError | None:
     return None
 
 
+def discard_unreadable_snapshot(run_dir: str) -> str | None:
+    """Move an unreadable Ray Train snapshot in ``run_dir`` aside; returns where it went, or None.
+
+    Ray writes ``checkpoint_manager_snapshot.json`` in place (truncate, then write), so a driver
+    killed in between leaves it empty or cut short, and every later run under the same name then
+    dies in ``TrainController.__init__`` (CheckpointManagerInitializationError: "Expecting value").
+    Without it Ray starts with no registered checkpoint, and the workers resume from the newest
+    complete checkpoint in the run directory (:func:`vidgen_core.train.ray_state.resume_state`), so no step is lost.
+    """
+    from vidgen_core import storage
+
+    uri = f"{run_dir.rstrip('/')}/{RAY_SNAPSHOT}"
+    try:
+        json.loads(storage.read_bytes(uri))
+        return None
+    except FileNotFoundError:
+        return None
+    except ValueError:  # empty or truncated JSON (UnicodeDecodeError is a ValueError too)
+        pass
+    aside = f"{uri}.unreadable-{int(time.time())}"
+    fs, path = storage.resolve(uri)
+    fs.move(path, storage.resolve(aside)[1])
+    warnings.warn(f"Ray Train's checkpoint record {uri} was unreadable (a run killed while writing it); "
+                  f"moved to {aside}: resuming from the newest complete checkpoint in {run_dir}", stacklevel=2)
+    return aside
+
+
 def run_trainer(
     worker: Callable[[dict], dict],
     cfg: PipelineConfig,
@@ -162,8 +193,6 @@ def run_trainer(
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
-
-    from vidgen_core.train.ray_state import discard_unreadable_snapshot
 
     storage = local_abs(storage_path)
     run_dir = f"{storage.rstrip('/')}/{run_name}"

@@ -27,36 +27,6 @@ if TYPE_CHECKING:
     from vidgen_core.train.ray_tracker import Rank0Tracker
 
 CHECKPOINT_PREFIX = "checkpoint_"
-# Ray Train's record of the checkpoints it has registered, in the run directory.
-RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
-
-
-def discard_unreadable_snapshot(run_dir: str) -> str | None:
-    """Move an unreadable Ray Train snapshot in ``run_dir`` aside; returns where it went, or None.
-
-    Ray writes ``checkpoint_manager_snapshot.json`` in place (truncate, then write), so a driver
-    killed in between leaves it empty or cut short, and every later run under the same name then
-    dies in ``TrainController.__init__`` (CheckpointManagerInitializationError: "Expecting value").
-    Without it Ray starts with no registered checkpoint, and the workers resume from the newest
-    complete checkpoint in the run directory (:func:`resume_state`), so no step is lost.
-    """
-    from vidgen_core import storage
-
-    uri = f"{run_dir.rstrip('/')}/{RAY_SNAPSHOT}"
-    try:
-        json.loads(storage.read_bytes(uri))
-        return None
-    except FileNotFoundError:
-        return None
-    except ValueError:  # empty or truncated JSON (UnicodeDecodeError is a ValueError too)
-        pass
-    aside = f"{uri}.unreadable-{int(time.time())}"
-    fs, path = storage.resolve(uri)
-    fs.move(path, storage.resolve(aside)[1])
-    warnings.warn(f"Ray Train's checkpoint record {uri} was unreadable (a run killed while writing it); "
-                  f"moved to {aside}: resuming from the newest complete checkpoint in {run_dir}", stacklevel=2)
-    return aside
-
 
 def checkpoint_name(step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{step:08d}"
