@@ -97,15 +97,20 @@ def test_frames_convert_on_one_thread_to_the_same_pixels() -> None:
     rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
 
     def cpu_seconds(convert) -> float:
-        start = time.process_time()  # every thread of the process, exited ones included
-        for _ in range(300):
-            convert()
-        return time.process_time() - start
+        # The least of 3 rounds: a few ms each, so one round can catch a busy moment. One thread
+        # measured 0.15-0.69 of the pooled figure; per-frame pools again would measure 1.1-1.8.
+        rounds = []
+        for _ in range(3):
+            start = time.process_time()  # every thread of the process, exited ones included
+            for _ in range(300):
+                convert()
+            rounds.append(time.process_time() - start)
+        return min(rounds)
 
     pooled = cpu_seconds(lambda: small.to_ndarray(width=43, height=32, format="rgb24", interpolation="AREA", threads=2))
-    assert cpu_seconds(lambda: to_rgb(small, 32)) < 0.6 * pooled
+    assert cpu_seconds(lambda: to_rgb(small, 32)) < 0.8 * pooled
     pooled = cpu_seconds(lambda: av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", threads=2))
-    assert cpu_seconds(lambda: encoder_frame(rgb, "yuv420p")) < 0.6 * pooled
+    assert cpu_seconds(lambda: encoder_frame(rgb, "yuv420p")) < 0.8 * pooled
 
 
 def test_scaled_size() -> None:
