@@ -47,7 +47,7 @@ def norm_layer(channels: int, kind: str = "group", per_frame: bool = False) -> n
     raise ValueError(f"unknown norm '{kind}', expected 'group' or 'none'")
 
 
-def group_norm(channels: int, per_frame: bool = False) -> nn.GroupNorm:
+def group_norm(channels: int, per_frame: bool = False, affine: bool = True) -> nn.GroupNorm:
     """GroupNorm with at most 8 groups that divide ``channels`` (per frame for causal models).
 
     The models here are narrow (16–64 channels); diffusers' 32 groups would leave
@@ -55,7 +55,7 @@ def group_norm(channels: int, per_frame: bool = False) -> nn.GroupNorm:
     worse at this width.
     """
     cls = FrameGroupNorm if per_frame else nn.GroupNorm
-    return cls(num_groups=math.gcd(channels, 8), num_channels=channels, eps=1e-6)
+    return cls(num_groups=math.gcd(channels, 8), num_channels=channels, eps=1e-6, affine=affine)
 
 
 class CausalConv3d(nn.Module):

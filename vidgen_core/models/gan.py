@@ -17,7 +17,6 @@ object with GANConfig's attributes.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -84,8 +83,7 @@ class AdaptiveGroupNorm(nn.Module):
 
     def __init__(self, channels: int, cond_dim: int) -> None:
         super().__init__()
-        # No affine of its own: it comes from cond. Groups as in blocks.group_norm.
-        self.norm = nn.GroupNorm(math.gcd(channels, 8), channels, eps=1e-6, affine=False)
+        self.norm = group_norm(channels, affine=False)  # no affine of its own: it comes from cond
         self.affine = nn.Linear(cond_dim, 2 * channels)
         nn.init.zeros_(self.affine.weight)
         nn.init.zeros_(self.affine.bias)
