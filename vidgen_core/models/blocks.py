@@ -113,9 +113,11 @@ class ResnetBlock3D(nn.Module):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C_in, T, H, W) -> (B, C_out, T, H, W). ``cond`` (B, D): the input of conditional
+        norms (a subclass swaps norm1/norm2 for ones called as ``norm(x, cond)``); None for plain ones."""
+        h = self.conv1(F.silu(self.norm1(x) if cond is None else self.norm1(x, cond)))
+        h = self.conv2(F.silu(self.norm2(h) if cond is None else self.norm2(h, cond)))
         return self.skip(x) + h
 
 

@@ -93,22 +93,14 @@ class AdaptiveGroupNorm(nn.Module):
         return self.norm(x) * (1 + gamma) + beta
 
 
-class AdaptiveResBlock3D(nn.Module):
-    """:class:`~vidgen_core.models.blocks.ResnetBlock3D` with :class:`AdaptiveGroupNorm`:
-    (B, C_in, T, H, W), cond (B, cond_dim) -> (B, C_out, T, H, W)."""
+class AdaptiveResBlock3D(ResnetBlock3D):
+    """:class:`~vidgen_core.models.blocks.ResnetBlock3D` with :class:`AdaptiveGroupNorm` in place of
+    its two GroupNorms: (B, C_in, T, H, W), cond (B, cond_dim) -> (B, C_out, T, H, W)."""
 
     def __init__(self, in_channels: int, out_channels: int, cond_dim: int) -> None:
-        super().__init__()
+        super().__init__(in_channels, out_channels)
         self.norm1 = AdaptiveGroupNorm(in_channels, cond_dim)
-        self.conv1 = conv3d(in_channels, out_channels)
         self.norm2 = AdaptiveGroupNorm(out_channels, cond_dim)
-        self.conv2 = conv3d(out_channels, out_channels)
-        self.skip = conv3d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else nn.Identity()
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x, cond)))
-        h = self.conv2(F.silu(self.norm2(h, cond)))
-        return self.skip(x) + h
 
 
 class LatentGenerator(nn.Module):
