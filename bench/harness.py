@@ -175,6 +175,14 @@ class LoadWatch:
                 worst = max(worst, (used - used_j) / self._hz / (t - t_j))
         return worst
 
+    @property
+    def others_cpu_seconds(self) -> float | None:
+        """CPU-seconds that processes outside the bench's tree used over the whole watch (their total, where
+        :attr:`others_cpu` is their worst window); None without ``/proc`` or before two samples."""
+        if len(self._cpu) < 2:
+            return None
+        return (self._cpu[-1][1] - self._cpu[0][1]) / self._hz
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.sample()
