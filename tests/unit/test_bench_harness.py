@@ -97,11 +97,12 @@ def test_cpu_used_outside_the_bench_is_flagged_and_its_own_is_not(harness):
             p.join(5)
     busy_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     assert busy_cpu > 0.2, busy_cpu  # even on a loaded CI machine the loops get some CPU
-    # Totals, not the worst window: whatever else the machine runs (CI runs test groups side by side)
-    # counts as others in both watches alike, so only the busy loops' CPU-seconds (and this process's
-    # own, watched as the bench's by one watch only) separate them. A worst-window comparison could not
-    # tell: with 2 cores saturated either way, both windows read ~2 CPUs.
+    # Totals, not the worst window: whatever else the machine runs (another test run) counts as others in
+    # both watches alike, so what separates them is this process's tree: the busy loops, plus whatever
+    # else lives under this process (the suite's Ray cluster: 1.4 CPU-s in one CI run), which only the
+    # sleeper's watch calls others. A worst-window comparison could not tell them apart under load:
+    # with 2 cores saturated either way, both windows read ~2 CPUs.
     moved = foreign.others_cpu_seconds - own.others_cpu_seconds
-    assert 0.8 * busy_cpu <= moved <= busy_cpu + 1.0, (moved, busy_cpu)
+    assert moved >= 0.8 * busy_cpu, (moved, busy_cpu)
     assert foreign.busy and foreign.fields()["busy"] is True and foreign.verdict().startswith("BUSY: processes outside")
     assert foreign.fields()["others_cpu_max"] == round(foreign.others_cpu, 2)
