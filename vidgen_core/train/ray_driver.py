@@ -164,7 +164,7 @@ def discard_unreadable_snapshot(run_dir: str) -> str | None:
     """
     from vidgen_core import storage
 
-    uri = f"{run_dir.rstrip('/')}/{RAY_SNAPSHOT}"
+    uri = storage.join(run_dir, RAY_SNAPSHOT)
     try:
         json.loads(storage.read_bytes(uri))
         return None

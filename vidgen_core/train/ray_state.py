@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_PREFIX = "checkpoint_"
 
+
 def checkpoint_name(step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{step:08d}"
 
