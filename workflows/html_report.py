@@ -31,7 +31,7 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ccc}h3{margin-bottom:.3em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#777}
+td.n{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#777}.warn{color:#a40}
 figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
 figure img{min-height:256px;max-width:100%;image-rendering:pixelated}
 figure.plot img{image-rendering:auto;min-height:0}figcaption{font-size:.85em;color:#555}
@@ -150,6 +150,9 @@ def build_report(client: Any, pipeline_run_id: str) -> str:
             out.append(f"<h2>{step}</h2>")
             if verb == "reused":
                 out.append(f'<p class="muted">reused from run {run.info.run_id}</p>')
+            for key, text in sorted(run.data.tags.items()):  # e.g. vidgen.judge_warning: a weak yardstick
+                if key.startswith("vidgen.") and key.endswith("_warning"):
+                    out.append(f'<p class="warn">warning: {html.escape(text)}</p>')
             out.append(_metrics_table(run.data.metrics))
             curves = _curves(client, run, step)
             if curves:

@@ -214,6 +214,7 @@ def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
     """VAE reconstruction figures and judge-based GAN figures, each beside its baselines; previews for people."""
     from vidgen_core.eval.evaluate import evaluate_vae
     from vidgen_core.eval.gan_eval import evaluate_gan
+    from vidgen_core.eval.judge import reliability_warning
     from vidgen_core.tracking.artifacts import log_json
     from vidgen_core.tracking.previews import log_previews
 
@@ -225,7 +226,11 @@ def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
     metrics.update(evaluate_gan(inputs["train_gan"]["model_dir"], vae_dir, shard_dir, cfg.eval, judge.get("judge_dir")))
     if judge.get("judge_test_accuracy") is not None:
         metrics["judge_test_accuracy"] = judge["judge_test_accuracy"]
+    warning = reliability_warning(judge.get("judge_test_accuracy"), cfg.eval.min_judge_accuracy)
     client = ctx.client()
+    if warning is not None:
+        metrics["judge_warning"] = warning
+        client.set_tag(ctx.run_id, "vidgen.judge_warning", warning)
     ctx.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     client.set_tag(ctx.run_id, "vidgen.gan_feature_space", str(metrics["gan_feature_space"]))
     log_previews(client, ctx.run_id, shard_dir, vae_dir, inputs["train_gan"]["model_dir"],

@@ -56,6 +56,7 @@ def finished(tmp_path: Path) -> dict:
         client.log_metric(runs["train_vae"], "clips_per_s", 40.0 + i, step=10 * i)
     client.log_metric(runs["evaluate"], "vae_psnr", 23.5)
     client.log_metric(runs["evaluate"], "baseline_ssim", 0.71)
+    client.set_tag(runs["evaluate"], "vidgen.judge_warning", "the judge recognises only 63% <of> the real test clips")
     client.log_artifact(runs["evaluate"], str(_png(tmp_path, "recon_strip.png", (32, 128))), "previews")
     client.log_artifact(runs["evaluate"], str(_png(tmp_path, "rd_curve.png", (60, 80))), "plots/codec")
     client.log_artifact(runs["evaluate"], str(_png(tmp_path, "ignored.png", (8, 8))), "elsewhere")
@@ -89,6 +90,7 @@ def test_the_report_embeds_metrics_curves_and_every_preview_and_plot(finished) -
     assert "vae_psnr" in page and "23.5" in page and "baseline_ssim" in page
     assert "previews/recon_strip.png" in page and "plots/codec/rd_curve.png" in page
     assert "elsewhere/ignored.png" not in page
+    assert '<p class="warn">warning: the judge recognises only 63% &lt;of&gt; the real test clips</p>' in page
     # Self-contained: images are data URIs (2 artifacts + 1 curve grid), nothing is fetched.
     assert page.count('src="data:image/png;base64,') == 3
     assert "src=\"http" not in page and "<script" not in page

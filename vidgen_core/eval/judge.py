@@ -61,6 +61,17 @@ class EncoderFeatures(nn.Module):
         return torch.cat([z.mean(dim=2), z.std(dim=2)], dim=1)
 
 
+def reliability_warning(test_accuracy: float | None, floor: float) -> str | None:
+    """One line saying the judge is too weak to score samples (test accuracy below ``floor``), else None."""
+    if test_accuracy is None or not test_accuracy < floor:
+        return None
+    return (
+        f"the judge recognises only {test_accuracy:.0%} of the real test clips (eval.min_judge_accuracy "
+        f"{floor:.2f}): the GAN figures in its feature space (Fréchet distance, precision/recall, class "
+        "consistency) and the gates on them are unreliable here; more labelled videos per class usually fix it"
+    )
+
+
 @dataclass(frozen=True)
 class JudgeResult:
     """A trained judge and how well it does on held-out real clips."""
