@@ -96,21 +96,30 @@ def test_frames_convert_on_one_thread_to_the_same_pixels() -> None:
     small = small.reformat(format="yuv420p")
     rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
 
-    def cpu_seconds(convert) -> float:
-        # The least of 3 rounds: a few ms each, so one round can catch a busy moment. One thread
-        # measured 0.15-0.69 of the pooled figure; per-frame pools again would measure 1.1-1.8.
-        rounds = []
-        for _ in range(3):
-            start = time.process_time()  # every thread of the process, exited ones included
-            for _ in range(300):
-                convert()
-            rounds.append(time.process_time() - start)
-        return min(rounds)
+    def least_cpu_seconds(ours, pooled) -> tuple[float, float]:
+        # The least of 9 rounds of each, taken in turns: a round is a few ms, and process_time also
+        # counts the suite's Ray driver threads in this process, so a round can catch their bursts.
+        # Taken in turns, both sides see the same bursts. One thread measures 0.23-0.61 of the pooled
+        # figure on a quiet machine and 0.40-0.80 beside two busy processes (a CI run read 0.83 once
+        # with 3 rounds of each side in a block); PyAV's per-frame pools measure 1.16-1.44 under that
+        # same load, so 0.95 tells the two apart either way.
+        rounds: dict[str, list[float]] = {"ours": [], "pooled": []}
+        for _ in range(9):
+            for name, convert in (("ours", ours), ("pooled", pooled)):
+                start = time.process_time()  # every thread of the process, exited ones included
+                for _ in range(300):
+                    convert()
+                rounds[name].append(time.process_time() - start)
+        return min(rounds["ours"]), min(rounds["pooled"])
 
-    pooled = cpu_seconds(lambda: small.to_ndarray(width=43, height=32, format="rgb24", interpolation="AREA", threads=2))
-    assert cpu_seconds(lambda: to_rgb(small, 32)) < 0.8 * pooled
-    pooled = cpu_seconds(lambda: av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", threads=2))
-    assert cpu_seconds(lambda: encoder_frame(rgb, "yuv420p")) < 0.8 * pooled
+    ours, pooled = least_cpu_seconds(
+        lambda: to_rgb(small, 32),
+        lambda: small.to_ndarray(width=43, height=32, format="rgb24", interpolation="AREA", threads=2))
+    assert ours < 0.95 * pooled
+    ours, pooled = least_cpu_seconds(
+        lambda: encoder_frame(rgb, "yuv420p"),
+        lambda: av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", threads=2))
+    assert ours < 0.95 * pooled
 
 
 def test_scaled_size() -> None:
