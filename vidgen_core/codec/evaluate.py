@@ -129,8 +129,8 @@ def _summary(metrics: dict[str, float], main: dict[str, Any], gaps: list[dict[st
     win = [g for g in gaps if not math.isnan(g["delta_db"]) and g["delta_db"] >= 0]
 
     def rates(rows: list[dict[str, float]]) -> str:
-        deltas = [abs(g["delta_db"]) for g in rows]
-        return ", ".join("%.3f" % g["bpp"] for g in rows) + " bpp (by %.1f-%.1f dB)" % (min(deltas), max(deltas))
+        low, high = ("%.1f" % f(abs(g["delta_db"]) for g in rows) for f in (min, max))
+        return ", ".join("%.3f" % g["bpp"] for g in rows) + f" bpp (by {low if low == high else f'{low}-{high}'} dB)"
 
     if lose:
         text += " At equal rate vidgen loses at " + rates(lose)
