@@ -129,7 +129,8 @@ def _summary(metrics: dict[str, float], main: dict[str, Any], gaps: list[dict[st
     win = [g for g in gaps if not math.isnan(g["delta_db"]) and g["delta_db"] >= 0]
 
     def rates(rows: list[dict[str, float]]) -> str:
-        low, high = ("%.1f" % f(abs(g["delta_db"]) for g in rows) for f in (min, max))
+        gaps_db = [abs(g["delta_db"]) for g in rows]
+        low, high = "%.1f" % min(gaps_db), "%.1f" % max(gaps_db)
         return ", ".join("%.3f" % g["bpp"] for g in rows) + f" bpp (by {low if low == high else f'{low}-{high}'} dB)"
 
     if lose:
