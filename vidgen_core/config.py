@@ -202,7 +202,7 @@ class _ScalingSettings(_Section):
     use_gpu: bool = False
     gpus_per_worker: float = Field(1.0, gt=0)  # with use_gpu
     resources_per_worker: dict[str, float] = Field(default_factory=dict)  # extra custom Ray resources
-    # auto: bf16 autocast on GPU, fp32 on CPU; fp16 adds a GradScaler.
+    # auto: bf16 autocast on a GPU and on a CPU with AMX (native bf16), fp32 on other CPUs; fp16 adds a GradScaler.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # auto: channels_last_3d, the faster layout for 3D convs on GPU (cuDNN) and CPU (oneDNN) alike.
     memory_format: Literal["auto", "channels_last_3d", "contiguous"] = "auto"

@@ -118,6 +118,12 @@ def earlier_outputs(workdir: str, step: str, fingerprint: str) -> list[str]:
     return [step_out_dir(workdir, step, fingerprint), os.path.join(workdir, TRAIN_STORAGE, f"{step}-{fingerprint}")]
 
 
+def _tag_numerics(ctx: StepContext, result: dict[str, Any]) -> None:
+    """Tag the training run with what ``precision: auto`` became (bf16 autocast on a GPU or an AMX CPU)."""
+    if result.get("numerics"):
+        ctx.client().set_tag(ctx.run_id, "vidgen.numerics", result["numerics"])
+
+
 def train_vae(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Train the video VAE with Ray Train; checkpoints resume under the same fingerprint."""
     from vidgen_core.train.ray_train import train_vae_ray
@@ -131,6 +137,7 @@ def train_vae(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> 
         tracking_uri=ctx.tracking_uri,
         mlflow_run_id=ctx.run_id,
     )
+    _tag_numerics(ctx, result)
     from vidgen_core.uses.embed import record_embedding_center
 
     # The clip embedding's centre travels inside the VAE (see vidgen_core/uses/features.py).
@@ -152,6 +159,7 @@ def train_gan(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> 
         tracking_uri=ctx.tracking_uri,
         mlflow_run_id=ctx.run_id,
     )
+    _tag_numerics(ctx, result)
     return {**result, "mlflow_run_id": ctx.run_id}
 
 

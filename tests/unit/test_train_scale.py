@@ -24,6 +24,7 @@ from vidgen_core.train.guard import GANDiverged
 from vidgen_core.train.loop import EpochBatches
 from vidgen_core.train.losses import r1_penalty
 from vidgen_core.train.optim import LRSchedule, Optim
+from vidgen_core.train import precision as precision_module
 from vidgen_core.train.precision import resolve_numerics
 
 SMALL_VAE = VAEConfig(base_channels=8)
@@ -150,13 +151,32 @@ EQUIV_VAE = VAEConfig(base_channels=16)
 
 
 def test_grad_accumulation_matches_one_large_batch() -> None:
-    """2 micro-batches of 2 give the same update as one batch of 4 (same data, same posterior noise)."""
+    """2 micro-batches of 2 give the same update as one batch of 4 (same data, same posterior noise).
+
+    In fp32: the tolerance is float32 summation order (auto would take bf16 on an AMX CPU)."""
     data = [_clips(4, seed=i) for i in range(3)]
-    big = fit_vae(EQUIV_VAE, VAETrainConfig(steps=3, batch_size=4), iter(data))
+    big = fit_vae(EQUIV_VAE, VAETrainConfig(steps=3, batch_size=4, precision="fp32"), iter(data))
     halves = [half for d in data for half in (d[:2], d[2:])]
-    small = fit_vae(EQUIV_VAE, VAETrainConfig(steps=3, batch_size=2, grad_accum=2), iter(halves))
+    small = fit_vae(EQUIV_VAE, VAETrainConfig(steps=3, batch_size=2, grad_accum=2, precision="fp32"), iter(halves))
     for (k, a), b in zip(big.state_dict().items(), small.state_dict().values()):
         assert torch.allclose(a, b, atol=2e-5), k
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_precision_on_a_cpu_is_bf16_only_with_amx(monkeypatch, amx: bool) -> None:
+    """Without AMX, oneDNN emulates bf16 (1.4-75x slower than fp32): auto keeps fp32 there, and
+    asking for bf16 anyway warns in one line."""
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: amx)
+    auto = resolve_numerics(TrainConfig(), "cpu")
+    assert auto.dtype == (torch.bfloat16 if amx else torch.float32)
+    assert auto.describe() == ("bf16 autocast" if amx else "fp32") + ", channels_last_3d on cpu"
+    if amx:
+        resolve_numerics(TrainConfig(precision="bf16"), "cpu")  # no warning
+    else:
+        with pytest.warns(UserWarning, match="precision=bf16 on a CPU without AMX"):
+            resolve_numerics(TrainConfig(precision="bf16"), "cpu")
+    assert resolve_numerics(TrainConfig(precision="fp32"), "cpu").dtype == torch.float32
+    assert resolve_numerics(TrainConfig(), "meta").dtype == torch.float32  # neither a GPU nor a CPU
 
 
 def test_bf16_autocast_and_channels_last_step_on_cpu() -> None:
@@ -176,7 +196,7 @@ def test_bf16_autocast_and_channels_last_step_on_cpu() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert resolve_numerics(TrainConfig(precision="fp16"), "cpu").grad_scaler().is_enabled()
     auto = resolve_numerics(TrainConfig(), "cpu")
-    assert not auto.autocast_enabled and auto.channels_last  # auto: fp32 and channels_last_3d off-GPU
+    assert auto.channels_last  # auto: channels_last_3d everywhere; its dtype by CPU (next test)
     assert not resolve_numerics(TrainConfig(memory_format="contiguous"), "cpu").channels_last
 
 

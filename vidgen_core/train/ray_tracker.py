@@ -125,8 +125,8 @@ class Rank0Tracker:
                 warnings.warn(f"MLflow video logging failed for {name}: {exc}", stacklevel=2)
 
 
-def summary(train_cfg: TrainConfig, state: Any, tracker: Rank0Tracker, out_dir: str) -> dict[str, Any]:
-    """The worker's return value (rank 0's is the run's result)."""
+def summary(train_cfg: TrainConfig, state: Any, tracker: Rank0Tracker, out_dir: str, numerics: str) -> dict[str, Any]:
+    """The worker's return value (rank 0's is the run's result); ``numerics``: ``Numerics.describe()``."""
     # A resumed run with nothing left to do still reports the metrics stored with its checkpoint.
     metrics = tracker.last or (dict(state.extra.get("metrics", {})) if state is not None else {})
     return {
@@ -138,5 +138,6 @@ def summary(train_cfg: TrainConfig, state: Any, tracker: Rank0Tracker, out_dir: 
         "steady_step_time_s": tracker.steady_step_time(),
         "steady_cpu_s_per_step": tracker.steady_cpu_per_step(),
         "torch_threads": torch.get_num_threads(),
+        "numerics": numerics,  # what precision/memory_format "auto" became on this worker's device
         "niceness": os.nice(0),  # Ray starts workers at nice 15 (RAY_worker_niceness) unless told otherwise
     }

@@ -121,7 +121,7 @@ def gan_worker(config: dict) -> dict[str, Any]:
     )
     status.write("done", tc.steps)
 
-    result = summary(tc, state, tracker, args.out_dir)
+    result = summary(tc, state, tracker, args.out_dir, numerics.describe())
     if wc.rank == 0:
         g = trained.serving  # the EMA generator when enabled: what the registry serves
         clip_len, size = int(first.shape[1]), int(first.shape[2])

@@ -47,7 +47,7 @@ def train_vae_ray(
         dataset: a ready Ray Dataset with ``frames``/``label`` columns instead of ``shard_dir``'s split (tests).
     Returns:
         {"model_dir", "steps", "start_step", "final_loss", "metrics", "steady_step_time_s",
-        "torch_threads", "checkpoint", "run_path"}.
+        "torch_threads", "numerics", "checkpoint", "run_path"}.
     """
     manifest = read_manifest_or_none(shard_dir)
     check_resources(cfg, cfg.train_vae, "train_vae")
@@ -115,7 +115,7 @@ def vae_worker(config: dict) -> dict[str, Any]:
     )
     status.write("done", tc.steps)
 
-    result = summary(tc, state, tracker, args.out_dir)
+    result = summary(tc, state, tracker, args.out_dir, numerics.describe())
     if wc.rank == 0:
         vae = unwrap(model)
         clip_len, size = int(preview.shape[1]), int(preview.shape[2])
