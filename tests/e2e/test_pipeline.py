@@ -150,14 +150,18 @@ def test_second_run_reuses_every_step(pipeline, tiny_run) -> None:
     assert second.duration_s < 15 or second.duration_s < 0.1 * tiny_run["seconds"]
 
 
-def test_a_train_gan_change_reruns_train_gan_evaluate_register_only(pipeline) -> None:
+def test_a_train_gan_and_eval_change_reruns_train_gan_evaluate_register_only(pipeline) -> None:
     import mlflow
 
     from workflows.executor import run_pipeline
 
     cfg, workdir, first = pipeline
     # A much shorter GAN: any train_gan change must rerun it, and a short one keeps the suite fast.
-    changed = cfg.model_copy(update={"train_gan": cfg.train_gan.model_copy(update={"steps": 8, "checkpoint_every": 8})})
+    # The strictest judge floor rides along (evaluate reruns anyway), so the warning's wiring is seen.
+    changed = cfg.model_copy(update={
+        "train_gan": cfg.train_gan.model_copy(update={"steps": 8, "checkpoint_every": 8}),
+        "eval": cfg.eval.model_copy(update={"min_judge_accuracy": 1.0}),
+    })
     result = run_pipeline(changed, workdir, echo=lambda _: None)
     assert {n for n, r in result.steps.items() if not r.reused} == {"train_gan", "evaluate", "register"}
     assert result.steps["train_vae"].run_id == first.steps["train_vae"].run_id
@@ -168,3 +172,13 @@ def test_a_train_gan_change_reruns_train_gan_evaluate_register_only(pipeline) ->
     assert decision == register["decision"] and "champion" in decision
     champion = client.get_model_version_by_alias("vidgen-vae", "champion").version
     assert str(champion) == ("2" if register["champion_moved"] else "1")
+
+    # Under a floor of 100 % the judge is flagged unless it got every test clip right: in the
+    # evaluate outputs (which `vidgen run` prints) and as a tag of the evaluate run.
+    ev = result.outputs("evaluate")
+    tags = client.get_run(result.steps["evaluate"].run_id).data.tags
+    if ev["judge_test_accuracy"] < 1.0:
+        assert ev["judge_warning"] == tags["vidgen.judge_warning"], (ev, tags)
+        assert f"only {ev['judge_test_accuracy']:.0%} of the real test clips" in ev["judge_warning"]
+    else:
+        assert "judge_warning" not in ev and "vidgen.judge_warning" not in tags
