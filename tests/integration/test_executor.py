@@ -14,6 +14,7 @@ from workflows.dag import Step
 pytestmark = pytest.mark.integration
 
 NAP_S = 2.0
+MEET_S = 60.0  # how long a nap waits for its sibling to start: a Ray worker can take seconds to start on a loaded host
 
 
 def _start(cfg, inputs, ctx):
@@ -21,9 +22,19 @@ def _start(cfg, inputs, ctx):
 
 
 def _nap(cfg, inputs, ctx):
+    """Mark this step started, wait (up to MEET_S) until both naps have, then nap.
+
+    The rendezvous makes "ran concurrently" independent of how fast the host starts the
+    second step's worker: a serial executor leaves the first nap waiting in vain (met False).
+    """
+    started = Path(ctx.workdir) / "naps-started"
+    started.mkdir(exist_ok=True)
+    (started / ctx.name).touch()
     t0 = time.time()
+    while not (met := {p.name for p in started.iterdir()} >= {"b", "c"}) and time.time() - t0 < MEET_S:
+        time.sleep(0.05)
     time.sleep(NAP_S)
-    return {"t0": t0, "t1": time.time()}
+    return {"t0": t0, "t1": time.time(), "met": met}
 
 
 def _join(cfg, inputs, ctx):
@@ -63,6 +74,7 @@ def _ran(result) -> set[str]:
 def test_ready_steps_run_concurrently_then_everything_is_reused(ray_cluster, tmp_path: Path) -> None:
     first = _run(tmp_path)
     b, c = first.outputs("b"), first.outputs("c")
+    assert b["met"] and c["met"], (b, c)  # each saw the other start while it ran
     assert b["t0"] < c["t1"] and c["t0"] < b["t1"], (b, c)  # the two naps overlapped
     assert first.outputs("d") == {"inputs": ["b", "c"]}
     assert _ran(first) == {"a", "b", "c", "d"}
