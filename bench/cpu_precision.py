@@ -26,16 +26,17 @@ import torch
 
 from vidgen_core.config import PipelineConfig
 from vidgen_core.models.vae import VideoVAE
-from vidgen_core.train.precision import cpu_has_native_bf16
+from vidgen_core.train.precision import Numerics, cpu_has_native_bf16
 
 
-def _time_steps(model: VideoVAE, opt: torch.optim.Optimizer, clips: torch.Tensor, bf16: bool, steps: int) -> list[float]:
+def _time_steps(model: VideoVAE, opt: torch.optim.Optimizer, clips: torch.Tensor, numerics: Numerics,
+                steps: int) -> list[float]:
     """Seconds per training step over ``steps`` steps; clips (B, 3, T, H, W) in [-1, 1]."""
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with numerics.autocast():
             recon = model(clips).recon
         loss = (recon.float() - clips).square().mean()
         loss.backward()
@@ -55,24 +56,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = PipelineConfig()
-    model = VideoVAE(cfg.vae).to(memory_format=torch.channels_last_3d)
+    # The trainer's own numerics, both forced: layout and autocast exactly as fit_vae applies them.
+    contenders = {name: Numerics(torch.device("cpu"), dtype, channels_last=True)
+                  for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    model = contenders["fp32"].prepare(VideoVAE(cfg.vae))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     shape = (args.batch, 3, cfg.ingest.clip_len, cfg.ingest.size, cfg.ingest.size)
-    clips = (torch.rand(shape) * 2 - 1).contiguous(memory_format=torch.channels_last_3d)
+    clips = contenders["fp32"].to_input(torch.rand(shape) * 2 - 1)
 
-    medians: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    medians: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(args.rounds):
-        for name, bf16 in (("fp32", False), ("bf16", True)):
-            _time_steps(model, opt, clips, bf16, 3)  # warm-up: oneDNN builds its kernels per shape and dtype
-            medians[name].append(statistics.median(_time_steps(model, opt, clips, bf16, args.steps)))
+        for name, numerics in contenders.items():
+            _time_steps(model, opt, clips, numerics, 3)  # warm-up: oneDNN builds its kernels per shape and dtype
+            medians[name].append(statistics.median(_time_steps(model, opt, clips, numerics, args.steps)))
     fp32_ms = 1000 * statistics.median(medians["fp32"])
     bf16_ms = 1000 * statistics.median(medians["bf16"])
+    amx = cpu_has_native_bf16()
     print(json.dumps({
         "clip_shape": list(shape), "threads": args.threads,
-        "amx": cpu_has_native_bf16(), "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "(native)"),
+        "amx": amx, "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "(native)"),
         "fp32_ms_per_step": round(fp32_ms, 1), "bf16_ms_per_step": round(bf16_ms, 1),
         "bf16_over_fp32_time": round(bf16_ms / fp32_ms, 2),
-        "precision_auto_picks_on_this_cpu": "bf16" if cpu_has_native_bf16() else "fp32",
+        "precision_auto_picks_on_this_cpu": "bf16" if amx else "fp32",
     }))
 
 

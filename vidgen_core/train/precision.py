@@ -76,9 +76,9 @@ class Numerics:
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 matmuls and convs in hardware (AMX tiles), so autocast pays.
 
-    Without AMX, oneDNN's bf16 is slower than fp32: a default-recipe VAE step (batch 4, one thread)
-    took 40 ms in bf16 against 80 ms in fp32 with AMX, 116 ms with AVX512-BF16 only, 280 ms with
-    AVX-512 only and 6 s with AVX2 only (``ONEDNN_MAX_CPU_ISA``; bench/RESULTS.md).
+    Without AMX, oneDNN's bf16 is slower than fp32: a default-recipe VAE step takes 0.56-0.66 of
+    fp32's time with AMX, 1.4x with AVX512-BF16 only, 2.8x with AVX-512 only and 26x with AVX2 only
+    (``bench/cpu_precision.py`` under ``ONEDNN_MAX_CPU_ISA``; bench/RESULTS.md).
     """
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private: absent in some builds
     try:
