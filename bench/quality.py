@@ -7,6 +7,9 @@ variants, GAN variants) come from these loops. Each reads the newest
 
     # the VAE recipe at 8000 steps, test PSNR/SSIM/colour every 1000 steps
     python bench/quality.py vae -w vidgen-work --set '{"steps": 8000}' --every 1000
+    # ... and kept as a work dir of its own, so a GAN can be trained on it (below)
+    python bench/quality.py vae -w vidgen-work --set '{"steps": 8000}' --save-to vae8000-work
+    python bench/quality.py gan -w vae8000-work
     # the judge at 1200 steps: test accuracy and confusion matrix
     python bench/quality.py judge -w vidgen-work --set '{"steps": 1200}'
     # a GAN variant against the run's VAE and judge; --best-of K also scores
@@ -50,10 +53,37 @@ def emit(**fields: Any) -> None:
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in fields.items()}), flush=True)
 
 
-def run_vae(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, every: int) -> None:
-    """The recipe's VAE, one worker (global batch = batch_size x num_workers), test figures every ``every`` steps."""
+def save_as_workdir(vae: torch.nn.Module, cfg: PipelineConfig, source: Path, dest: Path, steps: int) -> Path:
+    """Write ``vae`` as ``dest``'s newest ``train_vae`` model next to links to ``source``'s ingest and judge
+    outputs, so ``quality.py gan -w dest`` trains and scores a GAN on this VAE with the same clips and judge.
+
+    Returns the model directory. The VAE is saved in the contiguous layout (what ``vidgen`` loads).
+    """
+    from vidgen_core.models.io import save_model
+
+    (dest / "steps").mkdir(parents=True, exist_ok=True)
+    for step, sub in (("ingest", "shards"), ("train_judge", "judge")):
+        step_dir = Path(newest(source, step, sub)).parent.resolve()
+        link = dest / "steps" / step_dir.name
+        if not link.exists():
+            link.symlink_to(step_dir, target_is_directory=True)
+    clip_len, size = cfg.ingest.clip_len, cfg.ingest.size
+    extra = {"clip_len": clip_len, "size": size, "latent_shape": list(vae.latent_shape(clip_len, size)), "steps": steps}
+    model = vae.to(memory_format=torch.contiguous_format)
+    return save_model(model, "vae", cfg.vae.model_dump(), dest / "steps" / f"train_vae-bench{steps}" / "model", extra=extra)
+
+
+def run_vae(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, every: int,
+            source: Path | None = None, save_to: Path | None = None) -> None:
+    """The recipe's VAE, one worker (global batch = batch_size x num_workers), test figures every ``every`` steps.
+
+    At the end it also prints the GAN's colour ceiling on this decoder: the colourfulness of its
+    reconstructions of the *train* clips over the test clips' (what a GAN that matched the real train
+    latents exactly would score), and with ``save_to`` keeps the VAE as a work dir (:func:`save_as_workdir`).
+    """
     from vidgen_core.eval.evaluate import vae_figures
     from vidgen_core.eval.inference import reconstruct
+    from vidgen_core.eval.sample_metrics import colourfulness
     from vidgen_core.models.vae import VideoVAE
     from vidgen_core.train.fit_vae import fit_vae
     from vidgen_core.train.precision import resolve_numerics
@@ -80,6 +110,12 @@ def run_vae(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, every: i
         emit(step=step, seconds=time.time() - t0, psnr=f["vae_psnr"], ssim=f["vae_ssim"], colour=f["vae_colour_ratio"])
 
     fit_vae(cfg.vae, tcfg, batches(), model=model, on_checkpoint=on_checkpoint)
+    model.eval()
+    test_colour = colourfulness(test[0])
+    emit(step=tcfg.steps, colour_ceiling=colourfulness(reconstruct(model, train[0], 16)) / test_colour,
+         train_over_test_colour=colourfulness(train[0]) / test_colour)
+    if save_to is not None and source is not None:
+        emit(saved=str(save_as_workdir(model, cfg, source, save_to, tcfg.steps)))
 
 
 def run_judge(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, num_classes: int) -> None:
@@ -175,6 +211,8 @@ def main() -> None:
                     help="gan: whose class head --best-of asks: the latent D's, the pixel D's (decoded slices), or both")
     ap.add_argument("--seeds", type=int, default=2, help="gan: sample draws per figure")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--save-to", type=Path, default=None,
+                    help="vae: keep the trained VAE as this work dir (links to WORKDIR's clips and judge) for `gan -w`")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
@@ -184,7 +222,7 @@ def main() -> None:
     emit(workdir=str(workdir), shards=shards, train_clips=len(train[0]), test_clips=len(test[0]))
     over = json.loads(args.set)
     if args.model == "vae":
-        run_vae(cfg, train, test, over, args.every)
+        run_vae(cfg, train, test, over, args.every, workdir, args.save_to)
     elif args.model == "judge":
         run_judge(cfg, train, test, over, int(train[1].max()) + 1)
     else:
