@@ -135,8 +135,8 @@ class GANConfig(_Section):
     # Weight of the auxiliary class loss (AC-GAN): D also classifies real samples, G is
     # pushed to make samples D classifies as their label. 0 = off (projection only).
     class_loss: float = Field(1.0, ge=0)
-    # Latent GAN only: a second D judges pixels. Each step the frozen VAE decodes one latent time
-    # slice of pixel_d_batch real and generated samples (per worker) and this D reads the frames;
+    # Latent GAN only: a second D judges pixels. Each step the frozen VAE decodes pixel_d_batch real
+    # and generated samples (per worker) and this D reads the frames of one latent time slice;
     # G gets its gradient back through the decoder. Class is learnable from pixels, hardly from
     # latents of unseen videos: class consistency 0.40 -> 0.76 with weight 2 (0.60 with 1) at
     # ~1.5x the step time (bench/RESULTS.md). 0 = off.
@@ -148,6 +148,13 @@ class GANConfig(_Section):
     # recipe "clips" raised the GAN's colour ratio (0.74-0.76 -> 0.78-0.87 over 4 runs) but cost class
     # consistency, diversity and FD in most of them (bench/RESULTS.md), so it is not the default.
     pixel_d_real: Literal["decoded", "clips"] = "decoded"
+    # How the frames of that slice are decoded. "clip": the whole latent clip is decoded and the
+    # slice's frames kept, so they look as they do in a sample (the decoder's temporal convs and
+    # upsampling mix neighbouring slices). "slice": the slice is decoded alone, which renders even
+    # real latents at 0.41 of their colour, so the pixel D never saw the colour or the hue drift
+    # over time of real samples. "clip" took the GAN's colour ratio from 0.68-0.70 to 0.80-0.85 at
+    # ~1.2x the step time (bench/RESULTS.md, stop 34).
+    pixel_d_decode: Literal["clip", "slice"] = "clip"
     # Minibatch standard deviation (Karras et al. 2018): each discriminator also sees how much the
     # samples of a group of this many differ, so a generator that repeats itself is caught. Groups
     # are consecutive samples, so real and fake never share one: it must divide

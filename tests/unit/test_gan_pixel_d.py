@@ -35,8 +35,9 @@ def _setup(weight: float, seed: int = 0):
     return vae, cfg, g, d, numerics
 
 
-def test_the_pixel_d_reads_one_decoded_latent_slice() -> None:
+def test_the_pixel_d_reads_the_frames_of_one_latent_slice_decoded_with_the_whole_clip() -> None:
     vae, cfg, g, d, numerics = _setup(1.0)
+    assert cfg.pixel_d_decode == "clip"  # the default
     assert isinstance(d, LatentAndPixelDiscriminator)
     assert d.pixel_shape == (3, 2, 16, 16)  # one latent time slice = the VAE's 2 frames, full size
     view = pixel_view(cfg, vae, g, numerics)
@@ -44,6 +45,22 @@ def test_the_pixel_d_reads_one_decoded_latent_slice() -> None:
     z = torch.randn(3, 4, 4, 4, 4, requires_grad=True)
     frames = view.decode(z, 2)
     assert frames.shape == (3, 3, 2, 16, 16)
+    with torch.no_grad(), numerics.autocast():  # the frames a sample shows for slice 2: frames 4-5 of the whole clip's
+        whole = vae.decode(numerics.to_input(z)).float()
+        alone = vae.decode(numerics.to_input(z[:, :, 2:3])).float()
+    assert torch.allclose(frames, whole[:, :, 4:6], atol=1e-5)
+    assert not torch.allclose(frames, alone, atol=1e-3)  # decoding a slice alone renders it otherwise
+    frames.square().sum().backward()  # G learns how its neighbouring slices shape these frames
+    assert z.grad[:, :, 2].abs().sum() > 0 and z.grad[:, :, 1].abs().sum() > 0 and z.grad[:, :, 3].abs().sum() > 0
+
+
+def test_pixel_d_decode_slice_decodes_the_slice_alone() -> None:
+    vae, cfg, g, d, numerics = _setup(1.0)
+    view = pixel_view(cfg.model_copy(update={"pixel_d_decode": "slice"}), vae, g, numerics)
+    z = torch.randn(3, 4, 4, 4, 4, requires_grad=True)
+    frames = view.decode(z, 2)
+    with torch.no_grad(), numerics.autocast():
+        assert torch.allclose(frames, vae.decode(numerics.to_input(z[:, :, 2:3])).float(), atol=1e-5)
     frames.square().sum().backward()  # differentiable in the latents, only through slice 2
     assert z.grad[:, :, 2].abs().sum() > 0 and z.grad[:, :, [0, 1, 3]].abs().sum() == 0
     # No pixel D where it is switched off or where there is no decoder to read (pixel GAN).

@@ -79,13 +79,23 @@ def pixel_d_shape(gan_cfg: GANConfig, vae: nn.Module | None, latent_shape: tuple
 def pixel_view(gan_cfg: GANConfig, vae: nn.Module, generator: nn.Module, numerics: Numerics) -> PixelView:
     """Decoding for the pixel D: generator-space latents (b, C, T', H', W') and a slice index t ->
     the frozen VAE's frames of latent slice t, float32 (b, 3, T_px, H, W), differentiable in the
-    latents. The generator's ``latent_scale`` is read at each call (it is set after construction)."""
+    latents. The generator's ``latent_scale`` is read at each call (it is set after construction).
+
+    ``gan.pixel_d_decode``: "clip" decodes all T' slices and keeps slice t's T_px frames, the frames
+    a sample shows; "slice" decodes slice t alone (cheaper, but the decoder then lacks the
+    neighbouring slices and renders even real latents pale).
+    """
     g = unwrap(generator)
+    whole_clip = getattr(gan_cfg, "pixel_d_decode", "clip") == "clip"
 
     def decode(latents: torch.Tensor, t: int) -> torch.Tensor:
-        z = latents[:, :, t : t + 1].float() / g.latent_scale
+        z = (latents if whole_clip else latents[:, :, t : t + 1]).float() / g.latent_scale
         with numerics.autocast():
-            return vae.decode(numerics.to_input(z)).float()
+            frames = vae.decode(numerics.to_input(z)).float()
+        if not whole_clip:
+            return frames
+        k = frames.shape[2] // latents.shape[2]  # frames per latent time slice
+        return frames[:, :, t * k : (t + 1) * k]
 
     return PixelView(decode, int(g.latent_shape[1]), gan_cfg.pixel_d_batch, gan_cfg.pixel_d_weight)
 

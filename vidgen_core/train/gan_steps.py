@@ -12,7 +12,7 @@ is a class of its own.
 With a :class:`PixelView` (latent GAN, ``gan.pixel_d_weight > 0``) the
 discriminator is a :class:`~vidgen_core.models.gan.LatentAndPixelDiscriminator`:
 the first ``batch`` real and generated samples of each micro-batch are also
-decoded (one latent time slice, drawn per step) and its pixel D adds the same
+decoded (the frames of one latent time slice, drawn per step; see ``gan.pixel_d_decode``) and its pixel D adds the same
 losses, weighted by ``weight``; G's gradient reaches it through the frozen decoder.
 """
 
@@ -65,7 +65,8 @@ def _pixel_inputs(
 
     ``latents``: groups of generator-space samples, each (b, C, T', H', W'), e.g. ``[real, fake]``
     for D or ``[samples]`` for G. The first ``pb = min(pixels.batch, b)`` of each group are decoded
-    at ONE latent time slice drawn here, so real and fake are compared on the same slice. Returns
+    and the frames of ONE latent time slice drawn here are kept, so real and fake are compared on
+    the same slice (:func:`~vidgen_core.train.fit_gan.pixel_view` decodes it in context). Returns
     ``pixels``: (len(latents)·pb, 3, T_px, H, W) in the run's memory format, groups in order, and
     ``pixel_labels``: (len(latents)·pb,) = ``labels[:pb]`` once per group, or None without labels.
     Gradients reach the latents through the decoder unless called under ``torch.no_grad()``.
