@@ -152,8 +152,9 @@ class GANConfig(_Section):
     # slice's frames kept, so they look as they do in a sample (the decoder's temporal convs and
     # upsampling mix neighbouring slices). "slice": the slice is decoded alone, which renders even
     # real latents at 0.41 of their colour, so the pixel D never saw the colour or the hue drift
-    # over time of real samples. "clip" took the GAN's colour ratio from 0.68-0.70 to 0.80-0.85 at
-    # ~1.2x the step time (bench/RESULTS.md, stop 34).
+    # over time of real samples. On 3 VAEs x 2 seeds "clip" raised class consistency 0.80 -> 0.90
+    # and colour 0.75 -> 0.80 on average but cut diversity 0.76 -> 0.59 (the default recipe's
+    # mode-seeking 8 buys it back), at ~1.2x the step time (bench/RESULTS.md, stop 34).
     pixel_d_decode: Literal["clip", "slice"] = "clip"
     # Minibatch standard deviation (Karras et al. 2018): each discriminator also sees how much the
     # samples of a group of this many differ, so a generator that repeats itself is caught. Groups
