@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -14,11 +15,8 @@ from vidgen_core.models.vae import VideoVAE
 QUALITY = Path(__file__).resolve().parents[2] / "bench" / "quality.py"
 
 
-def _quality():
-    spec = importlib.util.spec_from_file_location("bench_quality", QUALITY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _quality() -> SimpleNamespace:
+    return SimpleNamespace(**runpy.run_path(str(QUALITY), run_name="bench_quality"))
 
 
 def test_saved_vae_is_the_new_workdirs_newest_and_shares_the_source_clips_and_judge(tmp_path):
