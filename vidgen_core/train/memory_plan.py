@@ -204,11 +204,12 @@ def plan_gan(cfg: PipelineConfig, gpu_memory_gb: float = 80.0, reserve_gb: float
         # The pixel D: pixel_d_batch of each batch_size samples are decoded (the whole clip, or one
         # latent time slice alone: gan.pixel_d_decode; gradient through the frozen decoder) and the
         # frames of one slice judged; its cost per clip of the batch.
-        whole_clip = cfg.gan.pixel_d_decode == "clip"
+        slices = shape[1] if cfg.gan.pixel_d_decode == "clip" else 1
         with torch.device("meta"):
-            z1 = torch.zeros(1, *shape, requires_grad=True) if whole_clip else torch.zeros(1, shape[0], 1, *shape[2:], requires_grad=True)
-            k = vae.decode(z1).shape[2] // z1.shape[2]  # frames per latent time slice
-            pd = LatentDiscriminator(d_cfg, (3, k, *vae.decode(z1).shape[3:]), 0)
+            z1 = torch.zeros(1, shape[0], slices, *shape[2:], requires_grad=True)
+            decoded = vae.decode(z1).shape  # (1, 3, T_px, H, W)
+            k = decoded[2] // slices  # frames per latent time slice
+            pd = LatentDiscriminator(d_cfg, (3, k, *decoded[3:]), 0)
         p_prof = profile_step([g, pd], lambda: pd(vae.decode(z1)[:, :, :k]).float().mean(), dtype)
         share = min(1.0, cfg.gan.pixel_d_batch / tc.batch_size)
         # An upper bound: the D step decodes without grad, but its pixel D sees real + fake.
