@@ -130,13 +130,14 @@ def run_judge(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, num_cl
          test_accuracy=result.test_accuracy, confusion=confusion.tolist())
 
 
-def _pixel_scores(discriminator: Any, vae: Any, z: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _pixel_scores(discriminator: Any, decode: Any, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) the pixel D's log-probability of label y and (N,) its real/fake logit, each averaged
-    over every latent time slice decoded alone."""
+    over every latent time slice. ``decode(z, t)`` renders slice t's frames as the pixel D saw them
+    in training (``fit_gan.pixel_view``)."""
     log_p, real = torch.zeros(len(z)), torch.zeros(len(z))
     for t in range(z.shape[2]):
         for i in range(0, len(z), 32):
-            px = vae.decode(z[i : i + 32, :, t : t + 1] / scale).float()
+            px = decode(z[i : i + 32], t)
             logit, logits = discriminator.pixel(px, y[i : i + 32], with_class=True)
             log_p[i : i + 32] += logits.log_softmax(1).gather(1, y[i : i + 32, None])[:, 0] / z.shape[2]
             real[i : i + 32] += logit.float().reshape(-1) / z.shape[2]
@@ -144,16 +145,22 @@ def _pixel_scores(discriminator: Any, vae: Any, z: torch.Tensor, y: torch.Tensor
 
 
 @torch.no_grad()
-def best_of(generator: Any, discriminator: Any, vae: Any, labels: np.ndarray, k: int, seed: int, head: str = "latent") -> np.ndarray:
+def best_of(generator: Any, discriminator: Any, vae: Any, labels: np.ndarray, k: int, seed: int, head: str = "latent",
+            gan_cfg: Any = None) -> np.ndarray:
     """Discriminator rejection: k candidates per label, keep the one D's class head finds most likely
-    that label. ``head``: "latent" (the latent D's class head) or "pixel" (the pixel D's, on decoded slices)."""
+    that label. ``head``: "latent" (the latent D's class head) or "pixel" (the pixel D's, on each
+    latent slice's frames decoded as ``gan_cfg.pixel_d_decode`` says, as in training)."""
+    from vidgen_core.config import TrainConfig
     from vidgen_core.models.vae import video_to_frames
+    from vidgen_core.train.fit_gan import pixel_view
+    from vidgen_core.train.precision import resolve_numerics
 
     g = torch.Generator().manual_seed(seed)
     y = torch.as_tensor(labels, dtype=torch.long).repeat_interleave(k)
     z = generator(torch.randn(len(y), generator.noise_dim, generator=g), y)
     if head.startswith("pixel"):
-        log_p, real = _pixel_scores(discriminator, vae, z, y, generator.latent_scale)
+        view = pixel_view(gan_cfg, vae, generator, resolve_numerics(TrainConfig(precision="fp32"), "cpu"))
+        log_p, real = _pixel_scores(discriminator, view.decode, z, y)
         p = {"pixel": log_p, "pixel_real": real, "pixel_both": log_p + real}[head].view(len(labels), k)
     else:
         _, class_logits = discriminator(z, y, with_class=True)
@@ -193,7 +200,7 @@ def run_gan(cfg: PipelineConfig, train: tuple, test: tuple, over: dict, workdir:
     real_feats, real_colour = features(feature, test[0]), colourfulness(test[0])
     for head in heads:
         for k in ks:
-            rows = [score_set(best_of(generator, models.discriminator.eval(), vae, test[1], k, 10_000 + s, head), test[1],
+            rows = [score_set(best_of(generator, models.discriminator.eval(), vae, test[1], k, 10_000 + s, head, gan_cfg), test[1],
                               test[0], test[1], feature, judge, real_feats, real_colour) for s in range(seeds)]
             emit(settings=over, best_of=k, head=head,
                  **{f"gan_{key}": float(np.mean([r[key] for r in rows])) for key in rows[0]})
@@ -208,7 +215,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1000, help="vae: test figures every N steps")
     ap.add_argument("--best-of", type=int, nargs="*", default=[], help="gan: also score discriminator rejection with K candidates")
     ap.add_argument("--reject-by", nargs="*", default=["latent"], choices=("latent", "pixel", "pixel_real", "pixel_both"),
-                    help="gan: whose class head --best-of asks: the latent D's, the pixel D's (decoded slices), or both")
+                    help="gan: whose class head --best-of asks: the latent D's, the pixel D's (each slice's decoded frames), or both")
     ap.add_argument("--seeds", type=int, default=2, help="gan: sample draws per figure")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--save-to", type=Path, default=None,
