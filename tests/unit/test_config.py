@@ -37,6 +37,7 @@ def test_overrides_are_typed() -> None:
         # A VAE-only setting under the GAN's trainer does nothing there: it is refused like a typo.
         ("train_gan.kl_weight=1", "unknown config key 'train_gan.kl_weight'"),
         ("train_gan.augment=[hflip]", "unknown config key 'train_gan.augment'"),
+        ("gan.pixel_d_decode=slices", "bad config value for 'gan.pixel_d_decode': Input should be 'clip' or 'slice'"),
     ],
 )
 def test_bad_overrides_fail_with_one_line(override: str, expected: str) -> None:
