@@ -156,6 +156,14 @@ class GANConfig(_Section):
     # and colour 0.75 -> 0.80 on average but cut diversity 0.76 -> 0.59 (the default recipe's
     # mode-seeking 8 buys it back), at ~1.2x the step time (bench/RESULTS.md, stop 34).
     pixel_d_decode: Literal["clip", "slice"] = "clip"
+    # The pixel D's reach and width. It halves the frames in space until they are at most
+    # pixel_d_grid wide, then its last two convs read them: at 8 its central last features see the
+    # whole of a 32x32 frame; at 16 (before stop 35) every feature saw at most 17 pixels across, so
+    # an object painted two hues on its two sides passed, and the GAN drew such objects.
+    # pixel_d_channels: the pixel D's base width (None = base_channels); at grid 8 a 16-wide pixel D
+    # lost class consistency (0.89 -> 0.75 on average), 32 kept it (bench/RESULTS.md, stop 35).
+    pixel_d_grid: int = Field(8, ge=2)
+    pixel_d_channels: int | None = Field(32, ge=1)
     # Minibatch standard deviation (Karras et al. 2018): each discriminator also sees how much the
     # samples of a group of this many differ, so a generator that repeats itself is caught. Groups
     # are consecutive samples, so real and fake never share one: it must divide

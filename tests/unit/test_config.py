@@ -38,6 +38,7 @@ def test_overrides_are_typed() -> None:
         ("train_gan.kl_weight=1", "unknown config key 'train_gan.kl_weight'"),
         ("train_gan.augment=[hflip]", "unknown config key 'train_gan.augment'"),
         ("gan.pixel_d_decode=slices", "bad config value for 'gan.pixel_d_decode': Input should be 'clip' or 'slice'"),
+        ("gan.pixel_d_grid=1", "bad config value for 'gan.pixel_d_grid': Input should be greater than or equal to 2"),
     ],
 )
 def test_bad_overrides_fail_with_one_line(override: str, expected: str) -> None:

@@ -140,3 +140,36 @@ def test_pixel_d_real_clips_shows_the_real_frames_of_the_slice_instead_of_their_
     fit_gan(clips_cfg, TrainConfig(steps=2, log_every=2, checkpoint_every=2), vae, batches, 2,
             on_log=lambda s, m: logs.append(m))
     assert math.isfinite(logs[-1]["d_real_pixel"])
+
+
+def _widest_view(grid: int) -> int:
+    """The most pixels across that one last-layer feature of the pixel D sees in a 32x32 frame
+    (the sum-pool then only adds such features up, so no feature sees further)."""
+    torch.manual_seed(0)
+    d = LatentAndPixelDiscriminator(CFG.model_copy(update={"pixel_d_grid": grid}), (4, 4, 8, 8), (3, 2, 32, 32), 2).pixel
+    x = torch.randn(1, 3, 2, 32, 32, requires_grad=True)
+    h = d.pre(torch.nn.functional.leaky_relu(d.conv1(x), 0.2))
+    h = torch.nn.functional.leaky_relu(d.conv3(torch.nn.functional.leaky_relu(d.conv2(h), 0.2)), 0.2)
+    widest = 0
+    for i in range(h.shape[-2]):
+        for j in range(h.shape[-1]):
+            (grad,) = torch.autograd.grad(h[..., i, j].sum(), x, retain_graph=True)
+            cols = grad.abs().sum(dim=(0, 1, 2, 3)).nonzero()
+            widest = max(widest, int(cols.max() - cols.min()) + 1)
+    return widest
+
+
+def test_a_last_feature_of_the_pixel_d_sees_the_whole_frame() -> None:
+    # At grid 8 (the default) a feature reads both sides of a 32x32 frame, so an object whose two
+    # sides have two hues is seen whole; at grid 16 each feature saw 17-pixel-wide patches.
+    assert GANConfig().pixel_d_grid == 8
+    assert _widest_view(8) == 32
+    assert _widest_view(16) == 17
+
+
+def test_pixel_d_channels_sets_the_pixel_d_width_only() -> None:
+    cfg = CFG.model_copy(update={"pixel_d_channels": 12})
+    d = LatentAndPixelDiscriminator(cfg, (4, 4, 8, 8), (3, 2, 32, 32), 2)
+    assert d.pixel.conv1.out_channels == 12 and d.latent.conv1.out_channels == CFG.base_channels
+    assert LatentAndPixelDiscriminator(CFG.model_copy(update={"pixel_d_channels": None}), (4, 4, 8, 8), (3, 2, 32, 32),
+                                       2).pixel.conv1.out_channels == CFG.base_channels

@@ -209,7 +209,7 @@ class LatentDiscriminator(nn.Module):
     bounds the discriminator's Lipschitz constant, the standard stabiliser for
     hinge-loss GANs; R1 (``r1_gamma``) is the alternative. With ``minibatch_std`` > 0 the last
     conv also reads :func:`append_minibatch_std`'s channel. Inputs larger than
-    16×16 (pixel clips) are first halved in space by strided convs. Class
+    ``grid`` (16×16 by default; pixel clips) are first halved in space by strided convs. Class
     conditioning is the projection discriminator (Miyato & Koyama 2018):
     logit += <embed(y), features>. With ``GANConfig.class_loss > 0`` it also has
     an auxiliary class head (AC-GAN, Odena et al. 2017), read with
@@ -217,18 +217,23 @@ class LatentDiscriminator(nn.Module):
     on real samples only.
     """
 
-    def __init__(self, cfg: GANConfig, latent_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(
+        self, cfg: GANConfig, latent_shape: tuple[int, ...], num_classes: int, grid: int = 16, channels: int | None = None
+    ) -> None:
+        """``grid``: inputs are halved in space until at most this wide before ``conv2``/``conv3``;
+        ``channels``: base width (None = ``cfg.base_channels``). The pixel D sets both
+        (``GANConfig.pixel_d_grid``, ``pixel_d_channels``)."""
         super().__init__()
         c, _, h, w = _check_latent_shape(latent_shape)
         self.latent_shape = _check_latent_shape(latent_shape)
         self.num_classes = num_classes
         self.conditional = bool(cfg.conditional) and num_classes > 0
         sn = _maybe_spectral_norm(cfg)
-        ch = cfg.base_channels
+        ch = channels or cfg.base_channels
         self.conv1 = sn(conv3d(c, ch))
-        # Extra halvings down to 16x16 (none for typical latents: no new weights).
+        # Extra halvings down to the grid (none for typical latents: no new weights).
         pre: list[nn.Module] = []
-        while min(h, w) > 16 and _can_halve(h, w):
+        while min(h, w) > grid and _can_halve(h, w):
             pre += [sn(conv3d(ch, ch, stride=(1, 2, 2))), nn.LeakyReLU(0.2)]
             h, w = h // 2, w // 2
         self.pre = nn.Sequential(*pre)
@@ -288,7 +293,7 @@ class LatentAndPixelDiscriminator(nn.Module):
     def __init__(self, cfg: GANConfig, latent_shape: tuple[int, ...], pixel_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         self.latent = LatentDiscriminator(cfg, latent_shape, num_classes)
-        self.pixel = LatentDiscriminator(cfg, pixel_shape, num_classes)
+        self.pixel = LatentDiscriminator(cfg, pixel_shape, num_classes, grid=cfg.pixel_d_grid, channels=cfg.pixel_d_channels)
         self.latent_shape = self.latent.latent_shape
         self.pixel_shape = self.pixel.latent_shape
         self.conditional = self.latent.conditional
