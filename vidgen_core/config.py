@@ -161,7 +161,7 @@ class GANConfig(_Section):
     # whole of a 32x32 frame; at 16 (before stop 35) every feature saw at most 17 pixels across, so
     # an object painted two hues on its two sides passed, and the GAN drew such objects.
     # pixel_d_channels: the pixel D's base width (None = base_channels); at grid 8 a 16-wide pixel D
-    # lost class consistency (0.89 -> 0.75 on average), 32 kept it (bench/RESULTS.md, stop 35).
+    # lost class consistency (0.89 -> 0.75 on average), 32 kept most of it (0.85) (bench/RESULTS.md, stop 35).
     pixel_d_grid: int = Field(8, ge=2)
     pixel_d_channels: int | None = Field(32, ge=1)
     # Minibatch standard deviation (Karras et al. 2018): each discriminator also sees how much the
