@@ -124,7 +124,9 @@ class LatentGenerator(nn.Module):
         # travels with the weights (checkpoints, safetensors) and DDP keeps it in sync.
         self.register_buffer("latent_scale", torch.ones(()))
 
-        ch = 2 * cfg.base_channels
+        # getattr: generators saved before the setting existed were base_channels wide.
+        width = getattr(cfg, "generator_channels", None) or cfg.base_channels
+        ch = 2 * width
         self.upsample = _can_halve(h, w)
         self.grid = (t, h // 2, w // 2) if self.upsample else (t, h, w)
         in_dim = cfg.noise_dim * (2 if self.conditional else 1)
@@ -136,12 +138,12 @@ class LatentGenerator(nn.Module):
         self.block1 = AdaptiveResBlock3D(ch, ch, in_dim) if self.adaptive else ResnetBlock3D(ch, ch)
         self.up = Upsample3D(ch, temporal=False, spatial=True) if self.upsample else nn.Identity()
         if self.adaptive:
-            self.block2 = AdaptiveResBlock3D(ch, cfg.base_channels, in_dim)
-            self.norm_out = AdaptiveGroupNorm(cfg.base_channels, in_dim)
+            self.block2 = AdaptiveResBlock3D(ch, width, in_dim)
+            self.norm_out = AdaptiveGroupNorm(width, in_dim)
         else:
-            self.block2 = ResnetBlock3D(ch, cfg.base_channels)
-            self.norm_out = group_norm(cfg.base_channels)
-        self.conv_out = conv3d(cfg.base_channels, c)
+            self.block2 = ResnetBlock3D(ch, width)
+            self.norm_out = group_norm(width)
+        self.conv_out = conv3d(width, c)
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """noise (B, noise_dim), labels (B,) or None -> latents (B, C, T', H', W') (scaled space)."""
