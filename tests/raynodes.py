@@ -27,20 +27,23 @@ from procs import VENV_BIN, free_port, session_pids, stop_session
 _TAKEN: set[int] = set()  # handed out by this process: a port once given is never given again
 
 
-def _free_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        port = free_port()
-        if port not in _TAKEN:
-            _TAKEN.add(port)
-            ports.append(port)
-    return ports
-
-
 def _worker_port_range() -> tuple[int, int]:
     # A block of ports unlikely to be in use: Ray checks each when it starts a worker.
     base = 20000 + (os.getpid() * 37) % 30000
     return base, base + 40
+
+
+def _free_ports(n: int) -> list[int]:
+    lo, hi = _worker_port_range()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        # Never inside the head's or the worker node's block of worker ports (lo..hi, lo+50..hi+50):
+        # `ray start` refuses a port given to two components (seen in CI: the dashboard's).
+        if port not in _TAKEN and not lo <= port <= hi + 50:
+            _TAKEN.add(port)
+            ports.append(port)
+    return ports
 
 
 class RayNode:
