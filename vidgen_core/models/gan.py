@@ -277,6 +277,12 @@ class LatentDiscriminator(nn.Module):
         return logits
 
 
+def build_pixel_discriminator(cfg: GANConfig, pixel_shape: tuple[int, ...], num_classes: int) -> LatentDiscriminator:
+    """The latent GAN's pixel D over decoded frames (3, T_px, H, W): its reach and width come from
+    ``gan.pixel_d_grid`` and ``gan.pixel_d_channels``."""
+    return LatentDiscriminator(cfg, pixel_shape, num_classes, grid=cfg.pixel_d_grid, channels=cfg.pixel_d_channels)
+
+
 class LatentAndPixelDiscriminator(nn.Module):
     """Two discriminators of a latent GAN trained as one module: ``latent`` reads latents
     (B, C, T', H', W'), ``pixel`` reads what the frozen VAE decodes from a few of them
@@ -295,7 +301,7 @@ class LatentAndPixelDiscriminator(nn.Module):
     def __init__(self, cfg: GANConfig, latent_shape: tuple[int, ...], pixel_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         self.latent = LatentDiscriminator(cfg, latent_shape, num_classes)
-        self.pixel = LatentDiscriminator(cfg, pixel_shape, num_classes, grid=cfg.pixel_d_grid, channels=cfg.pixel_d_channels)
+        self.pixel = build_pixel_discriminator(cfg, pixel_shape, num_classes)
         self.latent_shape = self.latent.latent_shape
         self.pixel_shape = self.pixel.latent_shape
         self.conditional = self.latent.conditional

@@ -31,7 +31,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from vidgen_core.models.gan import LatentDiscriminator, build_generator
+from vidgen_core.models.gan import LatentDiscriminator, build_generator, build_pixel_discriminator
 from vidgen_core.models.patch_disc import PatchDiscriminator3D
 from vidgen_core.models.vae import VideoVAE
 
@@ -209,7 +209,7 @@ def plan_gan(cfg: PipelineConfig, gpu_memory_gb: float = 80.0, reserve_gb: float
             z1 = torch.zeros(1, shape[0], slices, *shape[2:], requires_grad=True)
             decoded = vae.decode(z1).shape  # (1, 3, T_px, H, W)
             k = decoded[2] // slices  # frames per latent time slice
-            pd = LatentDiscriminator(d_cfg, (3, k, *decoded[3:]), 0)
+            pd = build_pixel_discriminator(d_cfg, (3, k, *decoded[3:]), 0)  # as trained: its grid and width
         p_prof = profile_step([g, pd], lambda: pd(vae.decode(z1)[:, :, :k]).float().mean(), dtype)
         share = min(1.0, cfg.gan.pixel_d_batch / tc.batch_size)
         # An upper bound: the D step decodes without grad, but its pixel D sees real + fake.
