@@ -39,6 +39,7 @@ def test_overrides_are_typed() -> None:
         ("train_gan.augment=[hflip]", "unknown config key 'train_gan.augment'"),
         ("gan.pixel_d_decode=slices", "bad config value for 'gan.pixel_d_decode': Input should be 'clip' or 'slice'"),
         ("gan.pixel_d_grid=1", "bad config value for 'gan.pixel_d_grid': Input should be greater than or equal to 2"),
+        ("gan.generator_channels=0", "bad config value for 'gan.generator_channels': Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_overrides_fail_with_one_line(override: str, expected: str) -> None:
