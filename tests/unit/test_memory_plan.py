@@ -110,3 +110,19 @@ def test_plan_is_close_to_measured_peak_on_cuda() -> None:
     measured = torch.cuda.max_memory_allocated()
     predicted = est.peak_bytes - int(1.5 * 1024**3)  # max_memory_allocated excludes the CUDA context
     assert 0.5 * measured < predicted < 2.0 * measured
+
+
+def test_gan_plan_counts_the_modules_training_builds() -> None:
+    """plan-memory's train_gan params are those of the G and D (latent + pixel) that fit_gan builds,
+    so a pixel D profiled at another grid or width than the trained one fails here."""
+    from vidgen_core.models.gan import build_discriminator, build_generator
+    from vidgen_core.train.fit_gan import pixel_d_shape
+    from vidgen_core.train.memory_plan import plan_gan
+
+    for pixel_d in ({}, {"pixel_d_channels": 8, "pixel_d_grid": 16}, {"generator_channels": 24}):
+        cfg = _cfg().model_copy(update={"gan": GANConfig(**pixel_d)})
+        vae = VideoVAE(cfg.vae)
+        shape = vae.latent_shape(cfg.ingest.clip_len, cfg.ingest.size)
+        g = build_generator(cfg.gan, shape, 0)
+        d = build_discriminator(cfg.gan, shape, 0, pixel_d_shape(cfg.gan, vae, shape))
+        assert plan_gan(cfg).params == sum(p.numel() for m in (g, d) for p in m.parameters()), pixel_d
