@@ -163,6 +163,10 @@ def run_pyav(files: list[Path], procs: int, write_to: Path | None = None) -> tup
         t0 = time.perf_counter()
         frames = sum(pool.imap_unordered(work, order, chunksize=1))
         wall = time.perf_counter() - t0
+        # Let the workers exit by themselves: the pool's exit would SIGTERM them, and once Ray is up the
+        # forked workers carry its fatal-signal handler, which prints a stack dump for every one.
+        pool.close()
+        pool.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers are reaped by now
     return wall, frames, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 

@@ -59,3 +59,18 @@ def test_a_retried_task_removes_what_its_earlier_attempt_wrote(tmp_path: Path) -
     written = _read_task(src, out)  # the task's attempt marker is in the spool: this is a retry
     assert sorted(p.name for p in out.glob("part-b-000003-*")) == [w["shard"] for w in written]
     assert (out / "part-b-000004-0000.parquet").exists()
+
+
+def test_shards_keep_statistics_for_every_column_but_the_pixels(tmp_path: Path) -> None:
+    # A clip's min/max is far over Parquet's 4 KiB limit, so it was never stored, only computed.
+    src = tmp_path / "v.mp4"
+    write_video(src, indexed(20))
+    out = tmp_path / "out"
+    out.mkdir()
+    [first, *_] = _read_task(src, out)
+    meta = pq.ParquetFile(out / first["shard"]).metadata
+    names = meta.schema.to_arrow_schema().names
+    group = meta.row_group(0)
+    with_stats = {name for i, name in enumerate(names) if group.column(i).is_stats_set}
+    assert with_stats == set(names) - {"frames"}
+    assert group.column(names.index("split")).statistics.has_min_max
