@@ -127,6 +127,17 @@ def test_target_fps_exact_for_ntsc_and_upsampling() -> None:
     assert [up.source_index(k) for k in range(up.count)] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 4, 5, 5]
 
 
+def test_source_index_is_the_exact_floor_for_every_rate() -> None:
+    # source_index works in integers; it must agree with floor(k * ratio) taken on the Fraction.
+    for fps in (12, 23.976, 24, 25, 29.97, 30000 / 1001, 50, 59.94, 60):
+        for target in (None, 5, 8, 10, 12.5, 24, 30):
+            c = cfg(target_fps=target, trim_start_s=0.3) if target else cfg(frame_step=3, trim_start_s=0.3)
+            grid = sample_grid(600, c, fps=fps)
+            assert [grid.source_index(k) for k in range(grid.count + 2)] == [
+                grid.first + math.floor(k * grid.ratio) for k in range(grid.count + 2)
+            ], (fps, target)
+
+
 def test_trimming() -> None:
     c = cfg(clip_len=10, trim_start_s=1.0, trim_end_s=2.0)
     grid = sample_grid(100, c, fps=10)  # frames 10..79 remain
