@@ -106,6 +106,7 @@ def headline_lines(ev: dict) -> list[str]:
         lines.append("  " + " " * 14 + "  ".join(label.ljust(w) for (_, label), w in zip(columns, widths)).rstrip())
         for set_name, title in (("gan", "GAN"), ("real", "real-vs-real"), ("prior", "VAE prior")):
             lines.append(f"  {title:<14}" + "  ".join(c.ljust(w) for c, w in zip(cells[set_name], widths)).rstrip())
-        if ev.get("judge_warning"):
-            lines.append(f"  warning: {ev['judge_warning']}")
+        for key in ("judge_warning", "judge_class_warning"):
+            if ev.get(key):
+                lines.append(f"  warning: {ev[key]}")
     return lines

@@ -171,8 +171,10 @@ def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
     """
     from vidgen_core.data.readers import load_clips
     from vidgen_core.data.schema import read_manifest
+    from vidgen_core.eval.judge import accuracy_by_class
     from vidgen_core.eval.judge import train_judge as fit_judge
     from vidgen_core.models.io import save_model
+    from vidgen_core.tracking.artifacts import metric_key
 
     shard_dir = inputs["ingest"]["shard_dir"]
     names = list(read_manifest(shard_dir).get("label_names") or [])
@@ -185,8 +187,9 @@ def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
     judge_dir = os.path.join(ctx.out_dir, "judge")
     save_model(result.judge, "judge", {"width": cfg.judge.width}, judge_dir, extra={"num_classes": len(names), "label_names": names})
     metrics = {"judge_train_accuracy": result.train_accuracy, "judge_test_accuracy": result.test_accuracy}
-    ctx.log_metrics(metrics)
-    return {"judge_dir": judge_dir, **metrics}
+    by_class = accuracy_by_class(result.judge, *test[:2], names)
+    ctx.log_metrics({**metrics, **{f"judge_test_accuracy_{metric_key(name)}": acc for name, (acc, _) in by_class.items()}})
+    return {"judge_dir": judge_dir, **metrics, "judge_test_by_class": by_class}
 
 
 def train_probe(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -222,7 +225,7 @@ def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
     """VAE reconstruction figures and judge-based GAN figures, each beside its baselines; previews for people."""
     from vidgen_core.eval.evaluate import evaluate_vae
     from vidgen_core.eval.gan_eval import evaluate_gan
-    from vidgen_core.eval.judge import reliability_warning
+    from vidgen_core.eval.judge import reliability_warning, weak_classes_warning
     from vidgen_core.tracking.artifacts import log_json
     from vidgen_core.tracking.previews import log_previews
 
@@ -239,6 +242,11 @@ def evaluate(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -> d
     if warning is not None:
         metrics["judge_warning"] = warning
         client.set_tag(ctx.run_id, "vidgen.judge_warning", warning)
+    # Steps cached before the per-class figures existed have none: then nothing is said.
+    class_warning = weak_classes_warning(judge.get("judge_test_by_class"), cfg.eval.min_judge_accuracy)
+    if class_warning is not None:
+        metrics["judge_class_warning"] = class_warning
+        client.set_tag(ctx.run_id, "vidgen.judge_class_warning", class_warning)
     ctx.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     client.set_tag(ctx.run_id, "vidgen.gan_feature_space", str(metrics["gan_feature_space"]))
     log_previews(client, ctx.run_id, shard_dir, vae_dir, inputs["train_gan"]["model_dir"],

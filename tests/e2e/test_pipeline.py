@@ -182,3 +182,15 @@ def test_a_train_gan_and_eval_change_reruns_train_gan_evaluate_register_only(pip
         assert f"only {ev['judge_test_accuracy']:.0%} of the real test clips" in ev["judge_warning"]
     else:
         assert "judge_warning" not in ev and "vidgen.judge_warning" not in tags
+    # ... and each class it got less than all of is named, with its accuracy logged on the judge's run.
+    judge = result.outputs("train_judge")
+    by_class = judge["judge_test_by_class"]
+    assert len(by_class) >= 2 and all(n > 0 for _, n in by_class.values()), by_class
+    judge_metrics = client.get_run(result.steps["train_judge"].run_id).data.metrics
+    assert {f"judge_test_accuracy_{name}" for name in by_class} <= set(judge_metrics), judge_metrics
+    weak = [name for name, (acc, n) in by_class.items() if n and acc < 1.0]
+    if weak:
+        assert ev["judge_class_warning"] == tags["vidgen.judge_class_warning"], (ev, tags)
+        assert all(f"of '{name}'" in ev["judge_class_warning"] for name in weak), ev["judge_class_warning"]
+    else:
+        assert "judge_class_warning" not in ev and "vidgen.judge_class_warning" not in tags

@@ -30,3 +30,46 @@ def test_the_summary_warns_under_a_weak_judge_only() -> None:
     weak = headline_lines(_evaluate_outputs(0.63))
     assert weak[-1].startswith("  warning: the judge recognises only 63% of the real test clips"), weak
     assert not any("warning" in line for line in headline_lines(_evaluate_outputs(0.88)))
+
+
+def test_a_class_the_judge_misses_is_named_even_when_overall_accuracy_passes() -> None:
+    from vidgen_core.eval.judge import weak_classes_warning
+
+    # Run 16's judge: 0.87 of the test clips overall, but 1 of 13 triangles.
+    by_class = {"circle": (1.0, 43), "square": (1.0, 16), "triangle": (1 / 13, 13), "cross": (0.94, 32)}
+    warning = weak_classes_warning(by_class, 0.8)
+    assert warning is not None and "8% of the 13 of 'triangle'" in warning
+    assert "circle" not in warning and "cross" not in warning
+    assert weak_classes_warning({**by_class, "triangle": (0.8, 13)}, 0.8) is None
+    assert weak_classes_warning({"triangle": (0.0, 0)}, 0.8) is None  # no test clips of it: nothing measured
+    assert weak_classes_warning(None, 0.8) is None  # a judge step cached before per-class figures existed
+    ev = _evaluate_outputs(0.87) | {"judge_class_warning": warning}
+    assert headline_lines(ev)[-1] == f"  warning: {warning}"
+
+
+def test_accuracy_by_class_counts_each_class_apart() -> None:
+    import numpy as np
+    import torch
+
+    from vidgen_core.eval.judge import accuracy_by_class
+
+    class Fixed(torch.nn.Module):
+        """Answers class 0 for every clip: (B, T, H, W, 3) uint8 -> logits (B, 3)."""
+
+        num_classes = 3
+
+        def forward(self, clips: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([[5.0, 0.0, 0.0]]).expand(len(clips), 3)
+
+    clips = np.zeros((5, 2, 4, 4, 3), np.uint8)
+    labels = np.array([0, 0, 1, 1, 1])
+    assert accuracy_by_class(Fixed(), clips, labels, ["a", "b", "c"]) == {"a": (1.0, 2), "b": (0.0, 3)}
+    assert accuracy_by_class(Fixed(), clips[:0], labels[:0], ["a", "b", "c"]) == {}
+
+
+def test_class_names_become_valid_metric_keys() -> None:
+    from vidgen_core.tracking.artifacts import metric_key
+
+    assert metric_key("triangle") == "triangle"
+    assert metric_key("car (red)") == "car _red_"
+    assert metric_key("vélo/2") == "v_lo/2"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -34,6 +35,12 @@ def log_json(client: MlflowClient, run_id: str, obj: Any, artifact_path: str) ->
             json.dump(obj, f, indent=2, sort_keys=True, default=str)
             f.write("\n")
         client.log_artifact(run_id, local, artifact_path=folder or None)
+
+
+def metric_key(name: str) -> str:
+    """``name`` as a valid MLflow metric key: characters MLflow refuses (anything but letters, digits,
+    ``_ - . / : `` and space) become ``_``, e.g. a class name ``"car (red)"`` -> ``"car _red_"``."""
+    return re.sub(r"[^A-Za-z0-9_\-./: ]", "_", name) or "_"
 
 
 def log_metrics(
