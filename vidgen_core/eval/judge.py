@@ -77,15 +77,15 @@ def weak_classes_warning(by_class: dict[str, tuple[float, int]] | None, floor: f
 
     ``by_class`` maps a class name to (test accuracy, test clips), as :func:`accuracy_by_class` gives.
     A judge can pass overall and still miss one class: the default recipe's judge got 0.87 of the
-    test clips but 1 of 13 triangles, and its class consistency for that class measured the
+    test clips but 1 of 13 squares, and its class consistency for that class measured the
     judge more than the GAN (bench/RESULTS.md, run 16).
     """
     weak = [(name, acc, n) for name, (acc, n) in (by_class or {}).items() if n > 0 and acc < floor]
     if not weak:
         return None
-    listed = ", ".join(f"{acc:.0%} of the {n} of '{name}'" for name, acc, n in weak)
+    listed = ", ".join(f"{acc:.0%} of the {n} real test clips of '{name}'" for name, acc, n in weak)
     return (
-        f"the judge recognises only {listed} among the real test clips (eval.min_judge_accuracy {floor:.2f}): "
+        f"the judge recognises only {listed} (eval.min_judge_accuracy {floor:.2f}): "
         "class consistency for these classes measures the judge as much as the GAN; more labelled videos "
         "of them, in varied sizes and motions, usually fix it"
     )
