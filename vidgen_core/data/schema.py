@@ -132,10 +132,7 @@ def frame_layout(schema: pa.Schema) -> tuple[tuple[int, ...], str]:
 PARQUET_WRITE_OPTIONS: dict[str, Any] = {
     "compression": "lz4",
     "use_dictionary": [COL_CLIP_ID, COL_VIDEO_ID, COL_SOURCE, COL_SPLIT, COL_LABEL_NAME],
-    "write_statistics": [
-        COL_CLIP_ID, COL_VIDEO_ID, COL_SOURCE, COL_START_FRAME, COL_START_S, COL_FPS, COL_SPLIT, COL_LABEL,
-        COL_LABEL_NAME,
-    ],
+    "write_statistics": list(META_COLUMNS),
 }
 
 ERROR_SCHEMA = pa.schema(
