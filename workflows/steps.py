@@ -171,7 +171,6 @@ def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
     """
     from vidgen_core.data.readers import load_clips
     from vidgen_core.data.schema import read_manifest
-    from vidgen_core.eval.judge import accuracy_by_class
     from vidgen_core.eval.judge import train_judge as fit_judge
     from vidgen_core.models.io import save_model
     from vidgen_core.tracking.artifacts import metric_key
@@ -183,11 +182,11 @@ def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
         reason = "the clips are not labelled with at least two classes: GAN figures use VAE-encoder features"
         ctx.client().set_tag(ctx.run_id, "vidgen.judge", reason)
         return {"judge_dir": None, "reason": reason}
-    result = fit_judge(train[0], train[1], len(names), cfg.judge, test=test if len(test[0]) else None)
+    result = fit_judge(train[0], train[1], len(names), cfg.judge, test=test if len(test[0]) else None, names=names)
     judge_dir = os.path.join(ctx.out_dir, "judge")
     save_model(result.judge, "judge", {"width": cfg.judge.width}, judge_dir, extra={"num_classes": len(names), "label_names": names})
     metrics = {"judge_train_accuracy": result.train_accuracy, "judge_test_accuracy": result.test_accuracy}
-    by_class = accuracy_by_class(result.judge, *test[:2], names)
+    by_class = result.test_by_class
     ctx.log_metrics({**metrics, **{f"judge_test_accuracy_{metric_key(name)}": acc for name, (acc, _) in by_class.items()}})
     return {"judge_dir": judge_dir, **metrics, "judge_test_by_class": by_class}
 

@@ -18,7 +18,7 @@ Shapes: clips uint8 (B, T, H, W, 3); features (B, F); logits (B, K).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -99,6 +99,8 @@ class JudgeResult:
     train_accuracy: float
     test_accuracy: float
     steps: int
+    # Per class present in the test clips: (test accuracy, test clips), keyed by class name.
+    test_by_class: dict[str, tuple[float, int]] = field(default_factory=dict)
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -138,7 +140,11 @@ def accuracy_by_class(
     the judge assigns to it, number of its clips)."""
     if len(clips) == 0:
         return {}
-    right = predict(judge, clips).argmax(axis=1) == labels
+    return _by_class(predict(judge, clips).argmax(axis=1) == labels, labels, names)
+
+
+def _by_class(right: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, tuple[float, int]]:
+    """``right`` (N,) bool, ``labels`` (N,) -> {name: (share right, clips)} for the classes present."""
     return {name: (float(right[labels == k].mean()), int((labels == k).sum()))
             for k, name in enumerate(names) if (labels == k).any()}
 
@@ -150,13 +156,15 @@ def train_judge(
     cfg: JudgeConfig | None = None,
     *,
     test: tuple[np.ndarray, np.ndarray] | None = None,
+    names: list[str] | None = None,
 ) -> JudgeResult:
     """Train a :class:`VideoJudge` on labelled uint8 clips (N, T, H, W, 3) with labels (N,) in [0, K).
 
     ``cfg`` (steps, batch size, lr, width, seed; None = the defaults of
     :class:`~vidgen_core.config.JudgeConfig`): Adam with a cosine decay, random
     batches drawn with ``cfg.seed`` (reproducible). ``test`` (clips, labels)
-    gives the held-out accuracy reported with it.
+    gives the held-out accuracy reported with it, overall and per class (``names``: the class
+    names, default their indices), from one pass over the test clips.
     """
     if len(frames) != len(labels) or len(frames) == 0:
         raise ValueError(f"need matching non-empty clips and labels, got {len(frames)} and {len(labels)}")
@@ -182,5 +190,9 @@ def train_judge(
         opt.step()
         sched.step()
     judge.eval()
-    test_acc = accuracy(judge, *test) if test is not None else float("nan")
-    return JudgeResult(judge, accuracy(judge, frames, labels), test_acc, steps)
+    test_acc, test_by_class = float("nan"), {}
+    if test is not None and len(test[0]):
+        right = predict(judge, test[0]).argmax(axis=1) == test[1]
+        test_acc = float(right.mean())
+        test_by_class = _by_class(right, test[1], names or [str(k) for k in range(num_classes)])
+    return JudgeResult(judge, accuracy(judge, frames, labels), test_acc, steps, test_by_class)
