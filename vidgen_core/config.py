@@ -341,6 +341,20 @@ class JudgeConfig(_Section):
     lr: float = Field(3e-3, gt=0)
     width: int = Field(32, ge=4, le=512)
     seed: int = 0
+    # Each clip is standardised (per colour channel, over its frames and pixels) before the first
+    # conv, so a small object on a plain background is as loud as a large one, whatever the colours.
+    standardise: bool = True
+    # Random zoom per training clip, scale drawn log-uniformly from this range (None = off): the
+    # test videos' objects may be smaller or larger than any of the train split's. Without both, the
+    # default recipe's judge recognised 1 of its 13 small test squares and its test accuracy ranged
+    # 0.69-0.88 over 4 seeds; with them 0.96-1.00 (bench/RESULTS.md, stop 37).
+    zoom: tuple[float, float] | None = (0.6, 1.5)
+
+    @model_validator(mode="after")
+    def _zoom(self) -> "JudgeConfig":
+        if self.zoom is not None and not 0 < self.zoom[0] <= self.zoom[1]:
+            raise ValueError(f"judge.zoom must be (low, high) with 0 < low <= high, got {list(self.zoom)}")
+        return self
 
 
 _GAN_FIGURES = ("fd", "precision", "recall", "class_consistency", "diversity_ratio", "colour_ratio")

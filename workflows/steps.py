@@ -184,7 +184,8 @@ def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
         return {"judge_dir": None, "reason": reason}
     result = fit_judge(train[0], train[1], len(names), cfg.judge, test=test if len(test[0]) else None, names=names)
     judge_dir = os.path.join(ctx.out_dir, "judge")
-    save_model(result.judge, "judge", {"width": cfg.judge.width}, judge_dir, extra={"num_classes": len(names), "label_names": names})
+    save_model(result.judge, "judge", {"width": cfg.judge.width, "standardise": cfg.judge.standardise}, judge_dir,
+               extra={"num_classes": len(names), "label_names": names})
     metrics = {"judge_train_accuracy": result.train_accuracy, "judge_test_accuracy": result.test_accuracy}
     by_class = result.test_by_class
     ctx.log_metrics({**metrics, **{f"judge_test_accuracy_{metric_key(name)}": acc for name, (acc, _) in by_class.items()}})

@@ -19,16 +19,16 @@ def _clips(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_train_judge_uses_its_config_and_separates_the_classes() -> None:
     train, test = _clips(16, 0), _clips(8, 1)
-    result = train_judge(*train, 2, JudgeConfig(steps=40, batch_size=8, width=8), test=test)
-    assert result.steps == 40
+    result = train_judge(*train, 2, JudgeConfig(steps=80, batch_size=8, width=8), test=test)
+    assert result.steps == 80
     assert result.judge.head.out_features == 2
     assert result.train_accuracy == 1.0 and result.test_accuracy == 1.0
 
 
 def test_train_judge_reports_each_class_from_the_same_test_pass() -> None:
     train, test = _clips(16, 0), _clips(8, 1)
-    result = train_judge(*train, 2, JudgeConfig(steps=40, batch_size=8, width=8), test=test, names=["plain", "square"])
+    result = train_judge(*train, 2, JudgeConfig(steps=80, batch_size=8, width=8), test=test, names=["plain", "square"])
     assert result.test_by_class == {"plain": (1.0, 4), "square": (1.0, 4)}
-    unnamed = train_judge(*train, 2, JudgeConfig(steps=40, batch_size=8, width=8), test=(test[0][:3], test[1][:3]))
+    unnamed = train_judge(*train, 2, JudgeConfig(steps=80, batch_size=8, width=8), test=(test[0][:3], test[1][:3]))
     assert unnamed.test_by_class == {"0": (1.0, 2), "1": (1.0, 1)}  # labels 0, 1, 0
     assert train_judge(*train, 2, JudgeConfig(steps=2, batch_size=8, width=8)).test_by_class == {}

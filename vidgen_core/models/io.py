@@ -69,7 +69,7 @@ def _build(kind: str, cfg: SimpleNamespace, model_config: dict[str, Any], extra:
     if kind == "vae":
         return VideoVAE(cfg)
     if kind == "judge":
-        return VideoJudge(int(extra["num_classes"]), int(model_config.get("width", 32)))
+        return VideoJudge(int(extra["num_classes"]), int(cfg.width), bool(cfg.standardise))
     if kind in ("gan", "gan_discriminator"):
         missing = [k for k in ("latent_shape", "num_classes") if k not in extra]
         if missing:

@@ -21,12 +21,13 @@ class VideoJudge(nn.Module):
     in seconds on a CPU as part of every workflow run.
     """
 
-    def __init__(self, num_classes: int, width: int = 32) -> None:
+    def __init__(self, num_classes: int, width: int = 32, standardise: bool = True) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"a judge needs at least 2 classes, got {num_classes}")
         self.num_classes = num_classes
         self.width = width
+        self.standardise = standardise
         self.num_features = 2 * width
         self.body = nn.Sequential(
             nn.Conv3d(3, width // 2, 3, stride=(1, 2, 2), padding=1), nn.SiLU(),
@@ -38,6 +39,8 @@ class VideoJudge(nn.Module):
 
     def features_of_video(self, x: torch.Tensor) -> torch.Tensor:
         """x float (B, 3, T, H, W) in [-1, 1] -> pooled features (B, num_features)."""
+        if self.standardise:
+            x = standardise_clips(x)
         return self.body(x).mean(dim=(2, 3, 4))
 
     def features(self, clips: torch.Tensor) -> torch.Tensor:
@@ -47,6 +50,17 @@ class VideoJudge(nn.Module):
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """uint8 clips (B, T, H, W, 3) -> logits (B, num_classes)."""
         return self.head(self.features(clips))
+
+
+def standardise_clips(x: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
+    """Each clip's channels to zero mean and unit deviation over (T, H, W): (B, 3, T, H, W) -> same.
+
+    The mean is mostly the background, the deviation mostly how much of the frame the object
+    covers and how far its colour is from the background's; both vary per video and say nothing
+    of the shape. ``floor`` is added to the deviation so a flat clip is not amplified into noise.
+    """
+    mean = x.mean(dim=(2, 3, 4), keepdim=True)
+    return (x - mean) / (x.std(dim=(2, 3, 4), keepdim=True) + floor)
 
 
 def _device(module: nn.Module) -> torch.device:
