@@ -3,6 +3,7 @@ latents are judged too, and G's gradient reaches it through the decoder."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -123,7 +124,7 @@ def test_fit_gan_logs_the_pixel_d_and_builds_it_only_when_asked() -> None:
 
 def test_pixel_d_real_clips_shows_the_real_frames_of_the_slice_instead_of_their_decoding() -> None:
     vae, cfg, g, d, numerics = _setup(1.0)
-    view = pixel_view(cfg, vae, g, numerics)
+    view = pixel_view(cfg.model_copy(update={"pixel_d_augment": []}), vae, g, numerics)  # frames as they are
     real_video = torch.rand(4, 3, 8, 16, 16) * 2 - 1  # 4 latent slices of 2 frames
     real, fake = torch.randn(4, 4, 4, 4, 4), torch.randn(4, 4, 4, 4, 4)
     torch.manual_seed(3)
@@ -173,3 +174,39 @@ def test_pixel_d_channels_sets_the_pixel_d_width_only() -> None:
     assert d.pixel.conv1.out_channels == 12 and d.latent.conv1.out_channels == CFG.base_channels
     assert LatentAndPixelDiscriminator(CFG.model_copy(update={"pixel_d_channels": None}), (4, 4, 8, 8), (3, 2, 32, 32),
                                        2).pixel.conv1.out_channels == CFG.base_channels
+
+
+def test_pixel_augment_permutes_channels_and_flips_each_sample_and_keeps_the_gradient() -> None:
+    from vidgen_core.train.gan_steps import augment_pixels
+
+    torch.manual_seed(0)
+    px = torch.rand(64, 3, 2, 4, 5, requires_grad=True)
+    assert augment_pixels(px, ()) is px
+    out = augment_pixels(px, ("rgb_permute", "hflip"))
+    assert out.shape == px.shape
+    orders, flips = set(), set()
+    for i in range(len(px)):
+        found = [(order, flip) for order in itertools.permutations(range(3)) for flip in (False, True)
+                 if torch.equal(out[i], (px[i, list(order)].flip(3) if flip else px[i, list(order)]))]
+        assert len(found) == 1, i  # each sample is one channel order of its own, mirrored or not
+        orders.add(found[0][0])
+        flips.add(found[0][1])
+    assert len(orders) == 6 and flips == {False, True}
+    out.sum().backward()  # a permutation and a mirror move values: every input gets gradient 1
+    assert torch.equal(px.grad, torch.ones_like(px))
+
+
+def test_the_pixel_d_reads_augmented_frames_when_asked() -> None:
+    vae, cfg, g, d, numerics = _setup(1.0)
+    latents = torch.randn(4, 4, 4, 4, 4)
+    assert cfg.pixel_d_augment == ["rgb_permute", "hflip"]  # the default
+    plain = pixel_view(cfg.model_copy(update={"pixel_d_augment": []}), vae, g, numerics)
+    mirrored = pixel_view(cfg.model_copy(update={"pixel_d_augment": ["hflip"]}), vae, g, numerics)
+    assert mirrored.augment == ("hflip",) and plain.augment == ()
+    torch.manual_seed(1)
+    a, _ = _pixel_inputs(plain, [latents], None, numerics)
+    torch.manual_seed(1)
+    b, _ = _pixel_inputs(mirrored, [latents], None, numerics)
+    same = [torch.equal(x, y) for x, y in zip(a["pixels"], b["pixels"])]
+    flipped = [torch.equal(x.flip(3), y) for x, y in zip(a["pixels"], b["pixels"])]
+    assert all(s or f for s, f in zip(same, flipped)) and not all(same)
