@@ -356,6 +356,10 @@ class JudgeConfig(_Section):
     # default recipe's judge recognised 1 of its 13 small test squares and its test accuracy ranged
     # 0.69-0.88 over 4 seeds; with them 0.96-1.00 (bench/RESULTS.md, stop 37).
     zoom: tuple[float, float] | None = (0.6, 1.5)
+    # Judges trained alike with seeds seed, seed + 1, ...; class consistency is their mean verdict,
+    # features (Fréchet distance, precision/recall) the first one's. One judge's verdict on the same
+    # GAN samples moved 0.81-0.90 with its seed alone (bench/RESULTS.md, stop 37). ~35 s of CPU each.
+    ensemble: int = Field(3, ge=1, le=16)
 
     @model_validator(mode="after")
     def _zoom(self) -> "JudgeConfig":

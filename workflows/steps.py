@@ -184,9 +184,12 @@ def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
         return {"judge_dir": None, "reason": reason}
     result = fit_judge(train[0], train[1], len(names), cfg.judge, test=test if len(test[0]) else None, names=names)
     judge_dir = os.path.join(ctx.out_dir, "judge")
-    save_model(result.judge, "judge", {"width": cfg.judge.width, "standardise": cfg.judge.standardise}, judge_dir,
-               extra={"num_classes": len(names), "label_names": names})
+    model_config = {"width": cfg.judge.width, "standardise": cfg.judge.standardise, "members": cfg.judge.ensemble}
+    save_model(result.judge, "judge", model_config, judge_dir, extra={"num_classes": len(names), "label_names": names})
     metrics = {"judge_train_accuracy": result.train_accuracy, "judge_test_accuracy": result.test_accuracy}
+    if len(result.member_test_accuracy) > 1:  # how far one judge alone would have been from the ensemble
+        metrics.update(judge_member_test_accuracy_min=min(result.member_test_accuracy),
+                       judge_member_test_accuracy_max=max(result.member_test_accuracy))
     by_class = result.test_by_class
     ctx.log_metrics({**metrics, **{f"judge_test_accuracy_{metric_key(name)}": acc for name, (acc, _) in by_class.items()}})
     return {"judge_dir": judge_dir, **metrics, "judge_test_by_class": by_class}

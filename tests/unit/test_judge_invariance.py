@@ -61,7 +61,7 @@ def test_a_judge_trained_on_large_shapes_recognises_small_ones() -> None:
     """The default recipe's judge, trained without zoom on plain inputs, called 12 of its 13
     small test squares circles (bench/RESULTS.md, stop 37). Train on sides 14-18, test on 8-10."""
     train, test = _shapes(64, (14, 18), seed=0), _shapes(32, (8, 10), seed=1)
-    settings = {"steps": 200, "batch_size": 16, "width": 16}
+    settings = {"steps": 200, "batch_size": 16, "width": 16, "ensemble": 1}
     torch.manual_seed(0)
     result = train_judge(*train, 2, JudgeConfig(**settings), test=test)
     assert result.train_accuracy == 1.0
@@ -75,6 +75,6 @@ def test_a_saved_judge_keeps_its_input_standardisation(tmp_path) -> None:
     from vidgen_core.models.io import load_model, save_model
 
     judge = VideoJudge(3, width=8, standardise=False)
-    save_model(judge, "judge", {"width": 8, "standardise": False}, tmp_path / "j", extra={"num_classes": 3})
+    save_model(judge, "judge", {"width": 8, "standardise": False, "members": 1}, tmp_path / "j", extra={"num_classes": 3})
     loaded, _ = load_model(tmp_path / "j")
     assert loaded.standardise is False and loaded.num_classes == 3

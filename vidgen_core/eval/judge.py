@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidgen_core.config import JudgeConfig
-from vidgen_core.models.judge import VideoJudge, _device
+from vidgen_core.models.judge import JudgeEnsemble, VideoJudge, _device
 from vidgen_core.models.vae import frames_to_video
 
 
@@ -96,12 +96,14 @@ def weak_classes_warning(by_class: dict[str, tuple[float, int]] | None, floor: f
 class JudgeResult:
     """A trained judge and how well it does on held-out real clips."""
 
-    judge: VideoJudge
+    judge: VideoJudge | JudgeEnsemble  # a VideoJudge when judge.ensemble is 1
     train_accuracy: float
     test_accuracy: float
     steps: int
     # Per class present in the test clips: (test accuracy, test clips), keyed by class name.
     test_by_class: dict[str, tuple[float, int]] = field(default_factory=dict)
+    # Each member's own test accuracy (one entry without an ensemble; empty without test clips).
+    member_test_accuracy: list[float] = field(default_factory=list)
 
 
 def _augment(x: torch.Tensor, g: torch.Generator, zoom: tuple[float, float] | None = None) -> torch.Tensor:
@@ -179,11 +181,12 @@ def train_judge(
     test: tuple[np.ndarray, np.ndarray] | None = None,
     names: list[str] | None = None,
 ) -> JudgeResult:
-    """Train a :class:`VideoJudge` on labelled uint8 clips (N, T, H, W, 3) with labels (N,) in [0, K).
+    """Train a :class:`VideoJudge`, or ``cfg.ensemble`` of them as a :class:`JudgeEnsemble`, on labelled
+    uint8 clips (N, T, H, W, 3) with labels (N,) in [0, K).
 
-    ``cfg`` (steps, batch size, lr, width, seed; None = the defaults of
+    ``cfg`` (steps, batch size, lr, width, seed, ...; None = the defaults of
     :class:`~vidgen_core.config.JudgeConfig`): Adam with a cosine decay, random
-    batches drawn with ``cfg.seed`` (reproducible). ``test`` (clips, labels)
+    batches drawn with the member's seed, ``cfg.seed + i`` (reproducible). ``test`` (clips, labels)
     gives the held-out accuracy reported with it, overall and per class (``names``: the class
     names, default their indices), from one pass over the test clips.
     """
@@ -192,13 +195,27 @@ def train_judge(
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes})")
     cfg = cfg if cfg is not None else JudgeConfig()
+    members = [_train_member(frames, labels, num_classes, cfg, cfg.seed + i) for i in range(cfg.ensemble)]
+    judge: VideoJudge | JudgeEnsemble = members[0] if len(members) == 1 else JudgeEnsemble(members)
+    test_acc, test_by_class, member_acc = float("nan"), {}, []
+    if test is not None and len(test[0]):
+        right = predict(judge, test[0]).argmax(axis=1) == test[1]
+        test_acc = float(right.mean())
+        test_by_class = _by_class(right, test[1], names or [str(k) for k in range(num_classes)])
+        member_acc = [accuracy(m, *test) for m in members] if len(members) > 1 else [test_acc]
+    return JudgeResult(judge, accuracy(judge, frames, labels), test_acc, cfg.steps, test_by_class, member_acc)
+
+
+def _train_member(frames: np.ndarray, labels: np.ndarray, num_classes: int, cfg: JudgeConfig, seed: int) -> VideoJudge:
+    """One :class:`VideoJudge`: ``cfg.steps`` Adam steps with a cosine decay on random batches of
+    uint8 clips (N, T, H, W, 3), augmented; ``seed`` sets its initial weights, batches and augmentations."""
     steps = cfg.steps
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     # channels_last_3d: oneDNN's fast layout for 3D convs, a judge step 1.33x faster on a CPU.
     judge = VideoJudge(num_classes, cfg.width, cfg.standardise).to(memory_format=torch.channels_last_3d)
     opt = torch.optim.Adam(judge.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(seed)
     x_all = torch.from_numpy(frames)
     y_all = torch.from_numpy(labels.astype(np.int64))
     judge.train()
@@ -210,10 +227,4 @@ def train_judge(
         loss.backward()
         opt.step()
         sched.step()
-    judge.eval()
-    test_acc, test_by_class = float("nan"), {}
-    if test is not None and len(test[0]):
-        right = predict(judge, test[0]).argmax(axis=1) == test[1]
-        test_acc = float(right.mean())
-        test_by_class = _by_class(right, test[1], names or [str(k) for k in range(num_classes)])
-    return JudgeResult(judge, accuracy(judge, frames, labels), test_acc, steps, test_by_class)
+    return judge.eval()

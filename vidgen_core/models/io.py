@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vidgen_core.models.gan import LatentDiscriminator, build_generator
-from vidgen_core.models.judge import VideoJudge
+from vidgen_core.models.judge import JudgeEnsemble, VideoJudge
 from vidgen_core.models.vae import VideoVAE
 
 CONFIG_FILE = "config.json"
@@ -69,7 +69,8 @@ def _build(kind: str, cfg: SimpleNamespace, model_config: dict[str, Any], extra:
     if kind == "vae":
         return VideoVAE(cfg)
     if kind == "judge":
-        return VideoJudge(int(extra["num_classes"]), int(cfg.width), bool(cfg.standardise))
+        members = [VideoJudge(int(extra["num_classes"]), int(cfg.width), bool(cfg.standardise)) for _ in range(int(cfg.members))]
+        return members[0] if len(members) == 1 else JudgeEnsemble(members)
     if kind in ("gan", "gan_discriminator"):
         missing = [k for k in ("latent_shape", "num_classes") if k not in extra]
         if missing:

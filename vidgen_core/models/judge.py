@@ -52,6 +52,36 @@ class VideoJudge(nn.Module):
         return self.head(self.features(clips))
 
 
+class JudgeEnsemble(nn.Module):
+    """Several :class:`VideoJudge` trained alike but for their seed; uint8 clips (B, T, H, W, 3) ->
+    logits (B, num_classes) whose softmax is the members' mean probability.
+
+    One judge's verdict on generated clips moves with its seed (the default recipe's GAN samples:
+    class consistency 0.81-0.90 under three seeds), so the class consistency is the ensemble's.
+    :meth:`features` are the first member's: the Fréchet distance needs few dimensions for its
+    ~100 samples, and one judge's space is as good a yardstick as another's.
+    """
+
+    def __init__(self, members: list[VideoJudge]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("a judge ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.num_classes = members[0].num_classes
+        self.num_features = members[0].num_features
+        self.standardise = members[0].standardise
+
+    def features(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 clips (B, T, H, W, 3) -> the first member's features (B, num_features)."""
+        return self.members[0].features(clips)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 clips (B, T, H, W, 3) -> log of the members' mean class probabilities (B, num_classes)."""
+        x = frames_to_video(clips, _device(self))
+        probs = torch.stack([m.head(m.features_of_video(x)).softmax(dim=1) for m in self.members])
+        return probs.mean(dim=0).log()
+
+
 def standardise_clips(x: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
     """Each clip's channels to zero mean and unit deviation over (T, H, W): (B, 3, T, H, W) -> same.
 
