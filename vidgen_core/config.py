@@ -288,7 +288,7 @@ class EvalConfig(_Section):
     batch_size: int = Field(16, ge=1)
     seeds: int = Field(3, ge=1, le=20)  # GAN figures: mean ± std over this many sample draws
     # Below this test accuracy the judge's feature space is no yardstick: evaluate says so beside the
-    # GAN figures (synth seed 1's judge: 0.63, its circles read as squares; bench/RESULTS.md).
+    # GAN figures (before stop 37 the judge got 0.63 on synth seed 1, its circles read as squares; bench/RESULTS.md).
     min_judge_accuracy: float = Field(0.8, ge=0, le=1)
 
 

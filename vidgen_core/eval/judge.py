@@ -8,7 +8,8 @@ samples. Trained with horizontal flips, time reversal, channel
 permutations and zoom (symmetries of the classes): colour and size are drawn
 per video, so without them the judge identifies videos instead of shapes.
 Each clip is standardised first (:func:`~vidgen_core.models.judge.standardise_clips`).
-Colour is scored separately (the colour ratio).
+Colour is scored separately (the colour ratio). The workflow trains ``judge.ensemble``
+of them, differing by seed, and takes their mean verdict (:class:`~vidgen_core.models.judge.JudgeEnsemble`).
 
 Without labels (user data with no classes) there is nothing to classify:
 :func:`train_judge` is not called and evaluation falls back to

@@ -69,7 +69,8 @@ def _build(kind: str, cfg: SimpleNamespace, model_config: dict[str, Any], extra:
     if kind == "vae":
         return VideoVAE(cfg)
     if kind == "judge":
-        members = [VideoJudge(int(extra["num_classes"]), int(cfg.width), bool(cfg.standardise)) for _ in range(int(cfg.members))]
+        k, width, standardise = int(extra["num_classes"]), int(cfg.width), bool(cfg.standardise)
+        members = [VideoJudge(k, width, standardise) for _ in range(int(cfg.members))]
         return members[0] if len(members) == 1 else JudgeEnsemble(members)
     if kind in ("gan", "gan_discriminator"):
         missing = [k for k in ("latent_shape", "num_classes") if k not in extra]
