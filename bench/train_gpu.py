@@ -55,7 +55,7 @@ VAE = dict(base_channels=64, channel_mult=[1, 2, 4, 4], latent_channels=8, tempo
            spatial_downsample=8, num_res_blocks=1, causal=False, patch_size=1, colour_weight=2.5, norm="none")
 GAN = dict(space="latent", noise_dim=128, base_channels=64, conditional=False, spectral_norm=True, r1_gamma=0.0, mode_seeking=1.0, class_loss=1.0,
            pixel_d_weight=0.0, pixel_d_batch=8, pixel_d_real="decoded", pixel_d_decode="clip",
-           pixel_d_grid=8, pixel_d_channels=32, generator_channels=None,  # this bench times the latent D alone
+           pixel_d_grid=8, pixel_d_channels=32, pixel_d_augment=["rgb_permute", "hflip"], generator_channels=None,  # this bench times the latent D alone
            minibatch_std=0, generator_norm="group",
            ema_decay=0.999, guard=True, divergence_logit_max=100.0, rollback_lr_factor=0.5, max_rollbacks=3)
 TINY = dict(clip=(8, 32, 32), vae=dict(base_channels=8, channel_mult=[1, 2], latent_channels=4,
