@@ -177,7 +177,7 @@ def test_pixel_d_channels_sets_the_pixel_d_width_only() -> None:
 
 
 def test_pixel_augment_permutes_channels_and_flips_each_sample_and_keeps_the_gradient() -> None:
-    from vidgen_core.train.gan_steps import augment_pixels
+    from vidgen_core.train.augment import augment_pixels
 
     torch.manual_seed(0)
     px = torch.rand(64, 3, 2, 4, 5, requires_grad=True)

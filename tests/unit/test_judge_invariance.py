@@ -78,3 +78,18 @@ def test_a_saved_judge_keeps_its_input_standardisation(tmp_path) -> None:
     save_model(judge, "judge", {"width": 8, "standardise": False, "members": 1}, tmp_path / "j", extra={"num_classes": 3})
     loaded, _ = load_model(tmp_path / "j")
     assert loaded.standardise is False and loaded.num_classes == 3
+
+
+def test_a_judge_saved_before_standardisation_and_ensembles_is_refused_in_one_clear_line(tmp_path) -> None:
+    import json
+
+    from vidgen_core.models.io import load_model, save_model
+
+    save_model(VideoJudge(2, width=8), "judge", {"width": 8}, tmp_path / "old", extra={"num_classes": 2})
+    with pytest.raises(ValueError, match="config.json has no 'standardise': it was saved by an older vidgen"):
+        load_model(tmp_path / "old")
+    doc = json.loads((tmp_path / "old" / "config.json").read_text())
+    doc["model_config"]["standardise"] = True
+    (tmp_path / "old" / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="config.json has no 'members'"):
+        load_model(tmp_path / "old")

@@ -69,7 +69,6 @@ class JudgeEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.num_classes = members[0].num_classes
         self.num_features = members[0].num_features
-        self.standardise = members[0].standardise
 
     def features(self, clips: torch.Tensor) -> torch.Tensor:
         """uint8 clips (B, T, H, W, 3) -> the first member's features (B, num_features)."""

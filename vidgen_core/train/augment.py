@@ -1,4 +1,4 @@
-"""Random symmetries of video clips for VAE training (torch only).
+"""Random symmetries of video clips for training (torch only): the VAE's clips, the pixel D's frames.
 
 A codec should reconstruct a clip and its mirror image, its time-reversed
 copy or its colour-permuted copy equally well. Training on them closes the
@@ -61,3 +61,24 @@ def augment_batch(
             clip = clip[list(_PERMUTATIONS[int(perms[i])])]
         out.append(clip)
     return torch.stack(out).contiguous()
+
+
+def augment_pixels(px: torch.Tensor, kinds: tuple[str, ...]) -> torch.Tensor:
+    """Random symmetries per sample, differentiable: frames (N, 3, T, H, W) -> same shape.
+
+    ``rgb_permute``: one of the 6 channel orders; ``hflip``: a mirror image with probability 1/2.
+    Applied to real and generated frames alike before the pixel D (DiffAugment, Zhao et al. 2020):
+    colours are drawn per video, so a D that may look at hue learns which training video (hence
+    which class) a colour belongs to, and G then paints a class's colours instead of its shape.
+    Draws from torch's global generator, which fit_gan seeds per step (a resumed run draws alike).
+    """
+    if not kinds:
+        return px
+    n = px.shape[0]
+    if "rgb_permute" in kinds:
+        order = torch.tensor(_PERMUTATIONS)[torch.randint(len(_PERMUTATIONS), (n,))].to(px.device)
+        px = torch.gather(px, 1, order[:, :, None, None, None].expand_as(px))
+    if "hflip" in kinds:
+        flip = (torch.rand(n) < 0.5).to(px.device)
+        px = torch.where(flip[:, None, None, None, None], px.flip(4), px)
+    return px

@@ -98,7 +98,7 @@ def pixel_view(gan_cfg: GANConfig, vae: nn.Module, generator: nn.Module, numeric
         return frames[:, :, t * k : (t + 1) * k]
 
     return PixelView(decode, int(g.latent_shape[1]), gan_cfg.pixel_d_batch, gan_cfg.pixel_d_weight,
-                     tuple(getattr(gan_cfg, "pixel_d_augment", ())))
+                     tuple(gan_cfg.pixel_d_augment))
 
 
 def _labels(labels: Any, conditional: bool, num_classes: int, device: torch.device | str) -> torch.Tensor | None:

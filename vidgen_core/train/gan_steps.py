@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidgen_core.train.augment import augment_pixels
 from vidgen_core.train.losses import hinge_d_loss, hinge_g_loss, mode_seeking_penalty, r1_penalty
 from vidgen_core.train.loop import unwrap
 from vidgen_core.train.optim import Optim, no_sync
@@ -41,29 +42,6 @@ class PixelView(NamedTuple):
     batch: int
     weight: float
     augment: tuple[str, ...] = ()
-
-
-_CHANNEL_ORDERS = torch.tensor([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
-
-
-def augment_pixels(px: torch.Tensor, kinds: tuple[str, ...]) -> torch.Tensor:
-    """Random symmetries per sample, differentiable: frames (N, 3, T, H, W) -> same shape.
-
-    ``rgb_permute``: one of the 6 channel orders; ``hflip``: a mirror image with probability 1/2.
-    Applied to real and generated frames alike before the pixel D (DiffAugment, Zhao et al. 2020):
-    colours are drawn per video, so a D that may look at hue learns which training video (hence
-    which class) a colour belongs to, and G then paints a class's colours instead of its shape.
-    """
-    if not kinds:
-        return px
-    n = px.shape[0]
-    if "rgb_permute" in kinds:
-        order = _CHANNEL_ORDERS[torch.randint(len(_CHANNEL_ORDERS), (n,))].to(px.device)
-        px = torch.gather(px, 1, order[:, :, None, None, None].expand_as(px))
-    if "hflip" in kinds:
-        flip = (torch.rand(n) < 0.5).to(px.device)
-        px = torch.where(flip[:, None, None, None, None], px.flip(4), px)
-    return px
 
 
 def _pair(labels: torch.Tensor | None) -> torch.Tensor | None:
