@@ -21,6 +21,10 @@ is 15, which on a shared machine hands the CPU to every other job).
 With ``--workers N`` the Ray run is N DDP workers of ``threads`` CPUs each on
 batch 8/N apiece, and the plain loop runs the same global batch of 8 on
 N·threads torch threads: the same work on the same CPUs, one process against N.
+A third contender then runs the same loop in N plain torch DDP processes (gloo on
+127.0.0.1, no Ray; runs go plain, DDP, Ray, plain, DDP, ...): Ray over plain DDP
+is what Ray Train itself costs, plain DDP over the one process is what DDP costs.
+The DDP contender checks that its ranks end with the same weights.
 
 Prints one JSON line per run and one summary line with the ratio (goal ≥ 0.97).
 """
@@ -125,6 +129,74 @@ def run_plain(cfg: PipelineConfig, data: np.ndarray, threads: int) -> dict[str, 
             "final_loss": windows[-1]["loss"]}
 
 
+def _ddp_rank(rank: int, world: int, port: int, cfg: PipelineConfig, data: np.ndarray, threads: int, out) -> None:
+    """One rank of the Ray-free DDP loop: gloo on 127.0.0.1, the model prepared as ``vae_worker`` prepares it."""
+    import torch.distributed as dist
+
+    from vidgen_core.models.vae import VideoVAE
+    from vidgen_core.train.precision import resolve_numerics
+
+    torch.set_num_threads(threads)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    tc = cfg.train_vae
+    b = tc.batch_size
+    mine = data[rank::world]  # an equal split, as Ray Data gives each rank
+    batches = [(mine[i : i + b], np.zeros(b, dtype=np.int64)) for i in range(0, len(mine) - b + 1, b)]
+
+    def cycle():
+        while True:
+            yield from batches
+
+    torch.manual_seed(tc.seed)
+    # The same wrapping Ray's prepare_model does on CPU: DDP with its default settings.
+    model = torch.nn.parallel.DistributedDataParallel(resolve_numerics(tc, "cpu").prepare(VideoVAE(cfg.vae)))
+    windows: list[dict[str, float]] = []
+    clock = CpuClock()
+
+    def on_log(step: int, metrics: dict[str, float]) -> None:
+        windows.append(metrics)
+        clock.on_log(step)
+
+    fit_vae(cfg.vae, tc, cycle(), on_log, model)
+    # Every rank sends a checksum of its weights: ranks that trained in step end identical.
+    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+    figures = {"step_time_s": steady(windows), "cpu_s_per_step": clock.per_step() * world,
+               "torch_threads": torch.get_num_threads(), "niceness": os.nice(0), "final_loss": windows[-1]["loss"]}
+    out.put((rank, checksum, figures if rank == 0 else None))
+    dist.destroy_process_group()
+
+
+def run_plain_ddp(cfg: PipelineConfig, data: np.ndarray, threads: int) -> dict[str, Any]:
+    """The plain loop in ``num_workers`` torch DDP processes (gloo, no Ray): what Ray Train wraps.
+
+    Each rank runs ``fit_vae`` on its equal split, batch ``global / workers``, ``threads``
+    torch threads; the figures are rank 0's (CPU per step times the ranks, as for Ray).
+    """
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    world, ctx = cfg.train_vae.num_workers, mp.get_context("spawn")
+    out = ctx.Queue()
+    t0 = time.perf_counter()
+    procs = [ctx.Process(target=_ddp_rank, args=(r, world, port, cfg, data, threads, out)) for r in range(world)]
+    for proc in procs:
+        proc.start()
+    replies = sorted(out.get() for _ in procs)
+    for proc in procs:
+        proc.join()
+    if any(proc.exitcode for proc in procs):
+        raise SystemExit(f"a plain DDP rank failed (exit codes {[proc.exitcode for proc in procs]})")
+    checksums = [c for _, c, _ in replies]
+    if max(checksums) - min(checksums) > 1e-6 * max(1.0, abs(checksums[0])):
+        raise SystemExit(f"the plain DDP ranks' weights differ after training (checksums {checksums}): no all-reduce?")
+    return {"what": "plain_ddp", **replies[0][2], "weights_checksum": checksums[0], "wall_s": time.perf_counter() - t0}
+
+
 def run_ray(cfg: PipelineConfig, data: np.ndarray, threads: int, root: str) -> dict[str, Any]:
     import ray
 
@@ -162,35 +234,63 @@ def main(argv: list[str] | None = None) -> None:
             "batch": GLOBAL_BATCH, "steps": args.steps, "threads": args.threads, "workers": args.workers,
             "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
     watch = LoadWatch(own_load=cpus).__enter__()  # each contender keeps `cpus` CPUs busy
-    plain, rays = [run_plain(cfg, data, cpus)], []
+    # With N > 1 workers a third contender, the same loop in N plain torch DDP processes,
+    # separates what Ray Train costs from what DDP itself costs against one process.
+    ddp = args.workers > 1
+    plain, ddps, rays = [run_plain(cfg, data, cpus)], [], []
+    if ddp:
+        ddps.append(run_plain_ddp(cfg, data, args.threads))
     with tempfile.TemporaryDirectory() as root:
         for i in range(args.repeats):
             rays.append(run_ray(cfg, data, args.threads, os.path.join(root, str(i))))
             plain.append(run_plain(cfg, data, cpus))
+            if ddp:
+                ddps.append(run_plain_ddp(cfg, data, args.threads))
     ray.shutdown()
     watch.__exit__()
-    ratios, cpu_ratios = [], []
+
+    def neighbours(runs: list[dict[str, Any]], i: int, key: str, r: dict[str, Any]) -> float:
+        """The mean of the runs on either side of Ray run i, over Ray's figure (> 1: Ray is faster)."""
+        return (runs[i][key] + runs[i + 1][key]) / 2 / r[key]
+
+    ratios, cpu_ratios, ddp_ratios, ddp_cpu_ratios = [], [], [], []
     for i, r in enumerate(rays):
-        ratios.append((plain[i]["step_time_s"] + plain[i + 1]["step_time_s"]) / 2 / r["step_time_s"])
-        cpu_ratios.append((plain[i]["cpu_s_per_step"] + plain[i + 1]["cpu_s_per_step"]) / 2 / r["cpu_s_per_step"])
+        ratios.append(neighbours(plain, i, "step_time_s", r))
+        cpu_ratios.append(neighbours(plain, i, "cpu_s_per_step", r))
         r["ratio_vs_neighbouring_plain"], r["cpu_ratio_vs_neighbouring_plain"] = ratios[-1], cpu_ratios[-1]
-    for r in [x for pair in zip(plain, rays + [None]) for x in pair if x is not None]:
+        if ddp:
+            ddp_ratios.append(neighbours(ddps, i, "step_time_s", r))
+            ddp_cpu_ratios.append(neighbours(ddps, i, "cpu_s_per_step", r))
+            r["ratio_vs_neighbouring_plain_ddp"], r["cpu_ratio_vs_neighbouring_plain_ddp"] = ddp_ratios[-1], ddp_cpu_ratios[-1]
+    order = [x for triple in zip(plain, ddps or [None] * len(plain), rays + [None]) for x in triple if x is not None]
+    for r in order:
         print(json.dumps({**info, **r, "steps_per_s": 1.0 / r["step_time_s"], **watch.fields()}), flush=True)
-    plain_t = float(np.mean([r["step_time_s"] for r in plain]))
-    ray_t = float(np.mean([r["step_time_s"] for r in rays]))
+
+    def mean_rate(runs: list[dict[str, Any]]) -> float:
+        return 1.0 / float(np.mean([r["step_time_s"] for r in runs]))
+
+    def listed(xs: list[float]) -> str:
+        return f"median {float(np.median(xs)):.3f} [{', '.join(f'{x:.3f}' for x in xs)}]"
+
+    ddp_words = (
+        f"; against the same loop in {args.workers} plain torch DDP processes ({mean_rate(ddps):.2f} steps/s, no Ray): "
+        f"ray/plain-DDP {listed(ddp_ratios)}, CPU-time ratio median {float(np.median(ddp_cpu_ratios)):.3f}"
+        if ddp else ""
+    )
     print(
-        f"SUMMARY train: plain fit {1 / plain_t:.2f} steps/s, Ray Train {1 / ray_t:.2f} steps/s (means over "
-        f"{len(plain)} plain / {len(rays)} Ray runs); ratio ray/plain median {float(np.median(ratios)):.3f} "
-        f"[{', '.join(f'{x:.3f}' for x in ratios)}] (goal >= 0.97); CPU-time ratio (plain CPU s/step over Ray's) "
-        f"median {float(np.median(cpu_ratios)):.3f}; threads plain={plain[0]['torch_threads']} "
-        f"ray={args.workers}x{rays[0]['torch_threads']}; nice plain={plain[0]['niceness']} ray={rays[0]['niceness']}; "
-        f"load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        f"SUMMARY train: plain fit {mean_rate(plain):.2f} steps/s, Ray Train {mean_rate(rays):.2f} steps/s (means over "
+        f"{len(plain)} plain / {len(rays)} Ray runs); ratio ray/plain {listed(ratios)} (goal >= 0.97); CPU-time ratio "
+        f"(plain CPU s/step over Ray's) median {float(np.median(cpu_ratios)):.3f}{ddp_words}; threads "
+        f"plain={plain[0]['torch_threads']} ray={args.workers}x{rays[0]['torch_threads']}; nice plain={plain[0]['niceness']} "
+        f"ray={rays[0]['niceness']}; load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
         flush=True,
     )
-    print(json.dumps({"summary": "train", "workers": args.workers, "ratio_ray_over_plain_median": round(float(np.median(ratios)), 3),
-                      "cpu_ratio_median": round(float(np.median(cpu_ratios)), 3), "goal": 0.97,
-                      "repeats": len(rays), **watch.fields(), "verdict": watch.verdict()}), flush=True)
-
+    summary = {"summary": "train", "workers": args.workers, "ratio_ray_over_plain_median": round(float(np.median(ratios)), 3),
+               "cpu_ratio_median": round(float(np.median(cpu_ratios)), 3)}
+    if ddp:
+        summary["ratio_ray_over_plain_ddp_median"] = round(float(np.median(ddp_ratios)), 3)
+        summary["cpu_ratio_vs_plain_ddp_median"] = round(float(np.median(ddp_cpu_ratios)), 3)
+    print(json.dumps({**summary, "goal": 0.97, "repeats": len(rays), **watch.fields(), "verdict": watch.verdict()}), flush=True)
 
 if __name__ == "__main__":
     main()

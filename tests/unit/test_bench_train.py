@@ -1,0 +1,32 @@
+"""bench/train.py's Ray-free DDP contender is real DDP: two ranks that end with the same weights."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture
+def bench_train(monkeypatch):
+    # Imported by name from bench/ (not from a file spec): the spawned ranks unpickle
+    # `train._ddp_rank`, and spawn hands them this process's sys.path.
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.delitem(sys.modules, "train", raising=False)
+    module = importlib.import_module("train")
+    yield module
+    sys.modules.pop("train", None)
+
+
+def test_the_plain_ddp_contender_trains_two_ranks_in_step(bench_train):
+    cfg = bench_train.config(steps=20, threads=1, workers=2)
+    out = bench_train.run_plain_ddp(cfg, bench_train.clips(32), threads=1)
+    # run_plain_ddp itself refuses ranks whose weights differ; this checks it returned figures.
+    assert out["what"] == "plain_ddp" and out["torch_threads"] == 1
+    assert out["step_time_s"] > 0 and out["cpu_s_per_step"] > 0
+    assert math.isfinite(out["final_loss"]) and math.isfinite(out["weights_checksum"])
