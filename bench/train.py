@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import sys
 import tempfile
 import time
@@ -186,11 +187,18 @@ def run_plain_ddp(cfg: PipelineConfig, data: np.ndarray, threads: int) -> dict[s
     procs = [ctx.Process(target=_ddp_rank, args=(r, world, port, cfg, data, threads, out)) for r in range(world)]
     for proc in procs:
         proc.start()
-    replies = sorted(out.get() for _ in procs)
+    replies: list[tuple[int, float, dict[str, Any] | None]] = []
+    while len(replies) < world:  # a rank that dies never replies: stop all of them and say so
+        try:
+            replies.append(out.get(timeout=5))
+        except queue.Empty:
+            if any(proc.exitcode not in (None, 0) for proc in procs):
+                for proc in procs:
+                    proc.terminate()
+                raise SystemExit(f"a plain DDP rank failed (exit codes {[proc.exitcode for proc in procs]})") from None
+    replies.sort(key=lambda reply: reply[0])
     for proc in procs:
         proc.join()
-    if any(proc.exitcode for proc in procs):
-        raise SystemExit(f"a plain DDP rank failed (exit codes {[proc.exitcode for proc in procs]})")
     checksums = [c for _, c, _ in replies]
     if max(checksums) - min(checksums) > 1e-6 * max(1.0, abs(checksums[0])):
         raise SystemExit(f"the plain DDP ranks' weights differ after training (checksums {checksums}): no all-reduce?")
