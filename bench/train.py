@@ -105,12 +105,10 @@ class CpuClock:
         return sum(c for _, c in rest) / sum(n for n, _ in rest)
 
 
-def run_plain(cfg: PipelineConfig, data: np.ndarray, threads: int) -> dict[str, Any]:
-    """The plain loop on the Ray run's global batch, one process of ``threads`` torch threads."""
-    torch.set_num_threads(threads)
-    b = GLOBAL_BATCH
-    cfg = cfg.model_copy(update={"train_vae": cfg.train_vae.model_copy(update={"batch_size": b, "num_workers": 1})})
-    batches = [(data[i : i + b], np.zeros(b, dtype=np.int64)) for i in range(0, len(data) - b + 1, b)]
+def timed_fit(cfg: PipelineConfig, clip_array: np.ndarray, model: torch.nn.Module | None = None) -> tuple[list[dict[str, float]], CpuClock]:
+    """``fit_vae`` on ``clip_array`` cycled in batches of ``train_vae.batch_size``: (logging windows, CPU clock)."""
+    b = cfg.train_vae.batch_size
+    batches = [(clip_array[i : i + b], np.zeros(b, dtype=np.int64)) for i in range(0, len(clip_array) - b + 1, b)]
 
     def cycle():
         while True:
@@ -123,8 +121,16 @@ def run_plain(cfg: PipelineConfig, data: np.ndarray, threads: int) -> dict[str, 
         windows.append(metrics)
         clock.on_log(step)
 
+    fit_vae(cfg.vae, cfg.train_vae, cycle(), on_log, model)
+    return windows, clock
+
+
+def run_plain(cfg: PipelineConfig, data: np.ndarray, threads: int) -> dict[str, Any]:
+    """The plain loop on the Ray run's global batch, one process of ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    cfg = cfg.model_copy(update={"train_vae": cfg.train_vae.model_copy(update={"batch_size": GLOBAL_BATCH, "num_workers": 1})})
     t0 = time.perf_counter()
-    fit_vae(cfg.vae, cfg.train_vae, cycle(), on_log)
+    windows, clock = timed_fit(cfg, data)
     return {"what": "plain", "step_time_s": steady(windows), "cpu_s_per_step": clock.per_step(),
             "wall_s": time.perf_counter() - t0, "torch_threads": torch.get_num_threads(), "niceness": os.nice(0),
             "final_loss": windows[-1]["loss"]}
@@ -141,25 +147,10 @@ def _ddp_rank(rank: int, world: int, port: int, cfg: PipelineConfig, data: np.nd
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     tc = cfg.train_vae
-    b = tc.batch_size
-    mine = data[rank::world]  # an equal split, as Ray Data gives each rank
-    batches = [(mine[i : i + b], np.zeros(b, dtype=np.int64)) for i in range(0, len(mine) - b + 1, b)]
-
-    def cycle():
-        while True:
-            yield from batches
-
     torch.manual_seed(tc.seed)
     # The same wrapping Ray's prepare_model does on CPU: DDP with its default settings.
     model = torch.nn.parallel.DistributedDataParallel(resolve_numerics(tc, "cpu").prepare(VideoVAE(cfg.vae)))
-    windows: list[dict[str, float]] = []
-    clock = CpuClock()
-
-    def on_log(step: int, metrics: dict[str, float]) -> None:
-        windows.append(metrics)
-        clock.on_log(step)
-
-    fit_vae(cfg.vae, tc, cycle(), on_log, model)
+    windows, clock = timed_fit(cfg, data[rank::world], model)  # an equal split, as Ray Data gives each rank
     # Every rank sends a checksum of its weights: ranks that trained in step end identical.
     checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
     figures = {"step_time_s": steady(windows), "cpu_s_per_step": clock.per_step() * world,

@@ -30,3 +30,10 @@ def test_the_plain_ddp_contender_trains_two_ranks_in_step(bench_train):
     assert out["what"] == "plain_ddp" and out["torch_threads"] == 1
     assert out["step_time_s"] > 0 and out["cpu_s_per_step"] > 0
     assert math.isfinite(out["final_loss"]) and math.isfinite(out["weights_checksum"])
+
+
+def test_a_plain_ddp_rank_that_dies_stops_the_bench_with_one_line(bench_train):
+    cfg = bench_train.config(steps=20, threads=1, workers=2)
+    one_channel = bench_train.clips(32)[..., :1]  # the VAE wants 3 colour channels: both ranks fail in forward
+    with pytest.raises(SystemExit, match=r"a plain DDP rank failed \(exit codes \["):
+        bench_train.run_plain_ddp(cfg, one_channel, threads=1)
