@@ -20,6 +20,11 @@ to the last byte written:
 Throughput is *source frames per second*: the frames in the input set divided by
 the wall time, so the ratios are ratios of wall time on the same work.
 Prints one JSON line per measurement and a summary line with the ratios.
+vidgen's CPU is also split by process: the Ray workers that run the read tasks
+(decode, convert, write, and Ray's own work per task inside them), the driver
+(Ray Data's executor) and Ray's other processes (GCS, raylet, agents, Ray Data's
+actors); ``vidgen_read_workers_over_pyav_per_cpu_second`` is the per-CPU ratio
+with the driver and those daemons left out.
 
     .venv/bin/python bench/ingest.py [--data /tmp/vidgen-bench-ingest] [--repeats 3] [--scale 10]
 
@@ -40,6 +45,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -171,19 +177,43 @@ def run_pyav(files: list[Path], procs: int, write_to: Path | None = None) -> tup
     return wall, frames, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
-def tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process and everything under it (Ray's GCS, raylet, workers)."""
+CPU_ROLES = ("driver", "read_workers", "ray_other")
+
+
+def _role(proc: Any, me: int) -> str:
+    """``driver`` (this process), ``read_workers`` (Ray worker processes between or inside read tasks:
+    titled ``ray::IDLE`` or after the read operator) or ``ray_other`` (GCS, raylet, dashboard agent,
+    log monitor, Ray Data's stats and autoscaling actors, ...)."""
+    if proc.pid == me:
+        return "driver"
+    title = " ".join(proc.cmdline())
+    if title.startswith("ray::") and ("IDLE" in title or "Read" in title):
+        return "read_workers"
+    return "ray_other"
+
+
+def tree_cpu() -> dict[int, tuple[str, float]]:
+    """pid -> (role, user + system CPU seconds so far) of this process and everything under it."""
     import psutil  # vendored by Ray, importable once ray is
 
-    total = 0.0
+    out: dict[int, tuple[str, float]] = {}
     me = psutil.Process()
     for p in [me, *me.children(recursive=True)]:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            out[p.pid] = (_role(p, me.pid), t.user + t.system)
         except psutil.NoSuchProcess:
             pass
-    return total
+    return out
+
+
+def cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each role used between two :func:`tree_cpu` snapshots (a process is counted in its
+    role at ``after``: a worker that ran read tasks is ``ray::IDLE`` again by then)."""
+    used = dict.fromkeys(CPU_ROLES, 0.0)
+    for pid, (role, seconds) in after.items():
+        used[role] += seconds - before.get(pid, (role, 0.0))[1]
+    return used
 
 
 # ---------------------------------------------------------------- vidgen ingest and Ray read_videos
@@ -251,6 +281,7 @@ def main() -> None:
         names = ("pyav", "pyav_parquet", "vidgen")
         times: dict[str, list[float]] = {k: [] for k in names}
         cpus: dict[str, list[float]] = {k: [] for k in names}
+        roles: dict[str, list[float]] = {k: [] for k in CPU_ROLES}  # vidgen's CPU by process role
         watch = LoadWatch(own_load=args.procs).__enter__()  # each contender keeps `procs` CPUs busy
         for rep in range(args.repeats):  # alternating contenders: drift in other load hits all of them
             for name in ("pyav", "pyav_parquet"):
@@ -261,15 +292,19 @@ def main() -> None:
                 print(json.dumps({"run": name, "repeat": rep, "seconds": round(t, 3),
                                   "frames_per_s": round(total / t, 1), "cpu_seconds": round(cpu, 2),
                                   **watch.fields()}), flush=True)
-            cpu0 = tree_cpu_seconds()
+            cpu0 = tree_cpu()
             t, manifest = run_vidgen(root, work / "shards")
-            cpu = tree_cpu_seconds() - cpu0
+            split = cpu_by_role(cpu0, tree_cpu())
+            cpu = sum(split.values())
             times["vidgen"].append(t)
             cpus["vidgen"].append(cpu)
+            for role, seconds in split.items():
+                roles[role].append(seconds)
             clips = manifest["num_clips"]
             print(json.dumps({"run": "vidgen", "repeat": rep, "seconds": round(t, 3), "frames_per_s": round(total / t, 1),
                               "clips": clips, "clip_frames_per_s": round(clips * CLIP_LEN / t, 1),
                               "errors": manifest["num_files_with_errors"], "cpu_seconds": round(cpu, 2),
+                              **{f"cpu_seconds_{k}": round(v, 2) for k, v in split.items()},
                               "over_pyav_this_repeat": round(times["pyav"][-1] / t, 3),
                               **watch.fields()}), flush=True)
         best = {k: median(v) for k, v in times.items()}
@@ -296,6 +331,11 @@ def main() -> None:
         # Frames per CPU second (all processes of each contender, Ray's own included): the
         # same ratio with the other users of a shared machine taken out.
         "vidgen_over_pyav_per_cpu_second": round(cpu_best["pyav"] / cpu_best["vidgen"], 3),
+        # Where vidgen's CPU went (medians): the read workers decode, convert and write (plus Ray's
+        # per-task work inside them); the driver runs Ray Data's executor; Ray's other processes.
+        "vidgen_cpu_seconds_by_role": {k: round(median(v), 2) for k, v in roles.items()},
+        # The same ratio counting the read workers alone: how far the read work itself is from bare PyAV.
+        "vidgen_read_workers_over_pyav_per_cpu_second": round(cpu_best["pyav"] / median(roles["read_workers"]), 3),
         # Each repeat's vidgen run against the PyAV run just before it: drift between repeats cancels.
         "vidgen_over_pyav_paired_median": round(median([p / v for p, v in zip(times["pyav"], times["vidgen"])]), 3),
         "pyav_parquet_frames_per_s": round(fps["pyav_parquet"], 1),

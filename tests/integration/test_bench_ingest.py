@@ -1,0 +1,55 @@
+"""bench/ingest.py splits vidgen's CPU by process role; the split must find Ray's read workers by the
+titles Ray gives them, or it would quietly charge the decode work to "Ray's other processes"."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from vidgen_core.config import DataConfig, IngestConfig
+from vidgen_core.data.ingest import ingest_videos
+
+pytestmark = pytest.mark.integration
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture
+def bench_ingest(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.delitem(sys.modules, "ingest", raising=False)
+    module = importlib.import_module("ingest")
+    yield module
+    sys.modules.pop("ingest", None)
+
+
+class _Proc:
+    def __init__(self, pid: int, title: list[str]) -> None:
+        self.pid, self._title = pid, title
+
+    def cmdline(self) -> list[str]:
+        return self._title
+
+
+def test_roles_follow_the_process_titles(bench_ingest):
+    role = bench_ingest._role
+    assert role(_Proc(7, ["python", "bench/ingest.py"]), me=7) == "driver"
+    assert role(_Proc(8, ["ray::IDLE"]), me=7) == "read_workers"
+    assert role(_Proc(9, ["ray::ReadVideoClips"]), me=7) == "read_workers"
+    assert role(_Proc(10, ["ray::_StatsActor"]), me=7) == "ray_other"
+    assert role(_Proc(11, ["/venv/lib/ray/core/src/ray/raylet/raylet", "--node_id=x"]), me=7) == "ray_other"
+    before = {7: ("driver", 1.0), 8: ("read_workers", 2.0)}
+    after = {7: ("driver", 1.5), 8: ("read_workers", 5.0), 12: ("ray_other", 0.25)}  # 12 started in between
+    assert bench_ingest.cpu_by_role(before, after) == {"driver": 0.5, "read_workers": 3.0, "ray_other": 0.25}
+
+
+def test_a_real_ingest_charges_the_decoding_to_the_read_workers(bench_ingest, ray_cluster, synth_videos, tmp_path):
+    before = bench_ingest.tree_cpu()
+    ingest_videos(str(synth_videos), str(tmp_path / "shards"), IngestConfig(clip_len=8, size=16), DataConfig())
+    after = bench_ingest.tree_cpu()
+    assert any(role == "read_workers" for role, _ in after.values()), sorted({r for r, _ in after.values()})
+    used = bench_ingest.cpu_by_role(before, after)
+    assert used["read_workers"] > 0, used
