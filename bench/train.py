@@ -9,12 +9,13 @@ window but the first, so Ray's start-up (cluster, worker, dataset) and the
 first steps' warm-up are excluded from both. Each run also reports process
 CPU seconds per step (all threads: Ray's data prefetch and RPC threads count
 against it), the work per step independent of other load on the machine.
-Runs alternate plain, Ray,
-plain, Ray, ..., plain (``--repeats`` Ray runs); each Ray run is compared with
-the mean of the plain runs on either side of it, which cancels drift from
-other load on a shared machine, and the summary gives the median of those
-ratios. Ray workers are started at nice 0 like the plain loop (Ray's default
-is 15, which on a shared machine hands the CPU to every other job).
+After one untimed plain run (a fresh process's first run pays for growing
+its heap), runs alternate plain, Ray, plain, Ray, ..., plain (``--repeats``
+Ray runs); each Ray run is compared with the mean of the plain runs on either
+side of it, which cancels drift from other load on a shared machine, and the
+summary gives the median of those ratios. Ray workers are started at nice 0
+like the plain loop (Ray's default is 15, which on a shared machine hands the
+CPU to every other job).
 
     .venv/bin/python bench/train.py [--threads 1] [--workers 1] [--steps 60] [--repeats 3] [--ray-worker-niceness 0]
 
@@ -52,6 +53,7 @@ from harness import LoadWatch  # noqa: E402  (bench/harness.py)
 from vidgen_core.train.fit_vae import fit_vae  # noqa: E402
 
 CLIP_LEN, SIZE, NUM_CLIPS = 8, 32, 64
+WARMUP_STEPS = 100  # the untimed plain run before the timed ones
 
 
 def clips(n: int, seed: int = 0) -> np.ndarray:
@@ -236,6 +238,10 @@ def main(argv: list[str] | None = None) -> None:
     # With N > 1 workers a third contender, the same loop in N plain torch DDP processes,
     # separates what Ray Train costs from what DDP itself costs against one process.
     ddp = args.workers > 1
+    # One plain run first, untimed. This process's first run of the loop paid ~5,700 minor page faults
+    # a step while glibc's main arena grew, its later runs 23-1,000 (stop 39, bench/RESULTS.md): timed,
+    # the first plain run was the slowest of the bench and flattered the Ray run beside it.
+    run_plain(config(WARMUP_STEPS, args.threads, args.workers), data, cpus)
     plain, ddps, rays = [run_plain(cfg, data, cpus)], [], []
     if ddp:
         ddps.append(run_plain_ddp(cfg, data, args.threads))
