@@ -7,7 +7,9 @@ the throwaway local cluster (it would otherwise write ~/.ray/auth_token).
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,26 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 # would wait that long to notice its workers finished.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture
+def import_bench(monkeypatch):
+    """``import_bench("train")``: a bench/ script imported as a module by its name, forgotten after the test.
+
+    By name, not from a file spec: processes it spawns unpickle its functions, and spawn hands them
+    this process's sys.path.
+    """
+    names: list[str] = []
+
+    def load(name: str):
+        monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        names.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    for name in names:
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="session")

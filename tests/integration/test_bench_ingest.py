@@ -3,10 +3,6 @@ titles Ray gives them, or it would quietly charge the decode work to "Ray's othe
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
 from vidgen_core.config import DataConfig, IngestConfig
@@ -14,16 +10,10 @@ from vidgen_core.data.ingest import ingest_videos
 
 pytestmark = pytest.mark.integration
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
 
 @pytest.fixture
-def bench_ingest(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    monkeypatch.delitem(sys.modules, "ingest", raising=False)
-    module = importlib.import_module("ingest")
-    yield module
-    sys.modules.pop("ingest", None)
+def bench_ingest(import_bench):
+    return import_bench("ingest")
 
 
 class _Proc:

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
 
 @pytest.fixture
-def bench_train(monkeypatch):
-    # Imported by name from bench/ (not from a file spec): the spawned ranks unpickle
-    # `train._ddp_rank`, and spawn hands them this process's sys.path.
-    monkeypatch.syspath_prepend(str(BENCH))
-    monkeypatch.delitem(sys.modules, "train", raising=False)
-    module = importlib.import_module("train")
-    yield module
-    sys.modules.pop("train", None)
+def bench_train(import_bench):
+    return import_bench("train")
 
 
 def test_the_plain_ddp_contender_trains_two_ranks_in_step(bench_train):
