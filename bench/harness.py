@@ -16,13 +16,18 @@ bench/RESULTS.md). So each bench:
   ``/proc`` is missing: when the load beyond the bench's declared ``own_load``
   exceeded ``BUSY_LOAD_PER_CORE`` per core at any sample);
 - alternates contenders (A, B, A, B, ...) so drift hits both alike, and reports
-  the median of at least three repeats (:func:`alternate`, :func:`median`).
+  the median of at least three repeats (:func:`alternate`, :func:`median`);
+- gives that median an interval and says whether the goal is met, not met, or
+  not decided by the runs it has (:func:`median_interval`, :func:`goal_verdict`):
+  on a VM whose speed moves by 15-25 % between identical runs, a median of 3-5
+  ratios can land on either side of a goal a few per cent away.
 
 Standard library only: the GPU bench imports it on a bare box.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import threading
@@ -33,6 +38,8 @@ from typing import Any
 BUSY_LOAD_PER_CORE = 0.5  # above this, other work shares the CPU noticeably
 BUSY_OTHER_CPU_PER_CORE = 0.1  # others using more than a tenth of the CPUs take a share a ratio feels
 MIN_REPEATS = 3
+DEFAULT_REPEATS = 5  # the fewest whose (min, max) covers the median with >= INTERVAL_COVERAGE
+INTERVAL_COVERAGE = 0.9  # what median_interval aims for; 5 runs reach 0.94, 3 only 0.75
 
 
 def cores() -> int:
@@ -254,6 +261,51 @@ def alternate(contenders: dict[str, Callable[[], dict[str, Any]]], repeats: int 
 
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
+
+
+def median_interval(values: Iterable[float], coverage: float = INTERVAL_COVERAGE) -> tuple[float, float, float]:
+    """A distribution-free interval for the median of what the runs were drawn from: (low, high, coverage).
+
+    The k-th smallest and k-th largest value cover the true median with probability
+    1 - 2·P(Binomial(n, 1/2) < k) whatever the distribution; k is the largest that keeps
+    that at or above ``coverage``. Too few values for it (n < 5 at 0.9): (min, max) and
+    the lower coverage they give, which the caller must show. Assumes independent runs;
+    a paired ratio shares its neighbours' baseline runs, so read the coverage as approximate.
+    """
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        raise ValueError("median_interval needs at least one value")
+
+    def covered(k: int) -> float:
+        return 1.0 - 2.0 * sum(math.comb(n, i) for i in range(k)) / 2**n
+
+    k = 1
+    while k + 1 <= (n + 1) // 2 and covered(k + 1) >= coverage:
+        k += 1
+    return xs[k - 1], xs[n - k], covered(k)
+
+
+def goal_verdict(values: Iterable[float], goal: float, what: str) -> dict[str, Any]:
+    """Whether ratios ``values`` (higher is better) meet ``goal``, judged on the median's interval.
+
+    ``met`` when the whole interval is at or above the goal, ``not met`` when it is below,
+    ``undecided`` when it straddles the goal (more repeats or a quieter machine decide it) or
+    when too few runs give the interval less than ``INTERVAL_COVERAGE``.
+    Returns the interval, its coverage, the verdict and one line in words.
+    """
+    xs = list(values)
+    low, high, cov = median_interval(xs)
+    enough = cov >= INTERVAL_COVERAGE
+    state = "met" if low >= goal and enough else "not met" if high < goal and enough else "undecided"
+    words = (f"{what}: median {median(xs):.3f}, {cov:.0%} interval [{low:.3f}, {high:.3f}] over {len(xs)} runs; "
+             f"goal {goal:g} {state.upper()}")
+    if not enough:
+        words += f": too few runs for a {INTERVAL_COVERAGE:.0%} interval, use at least {DEFAULT_REPEATS} repeats"
+    elif state == "undecided":
+        words += ": the interval spans the goal, so these runs cannot tell; run more repeats on a quieter machine"
+    return {"interval": [round(low, 3), round(high, 3)], "interval_coverage": round(cov, 3), "goal": goal,
+            "goal_verdict": state, "goal_words": words}
 
 
 def busy_loop(seconds: float) -> None:

@@ -19,14 +19,17 @@ to the last byte written:
 
 Throughput is *source frames per second*: the frames in the input set divided by
 the wall time, so the ratios are ratios of wall time on the same work.
-Prints one JSON line per measurement and a summary line with the ratios.
+Prints one JSON line per measurement, the goal verdicts in words and a summary
+line with the ratios. The verdicts judge each repeat's vidgen run against the
+PyAV run just before it (wall and CPU), on the median's distribution-free
+interval (``goal_verdict``): met, not met, or undecided by these repeats.
 vidgen's CPU is also split by process: the Ray workers that run the read tasks
 (decode, convert, write, and Ray's own work per task inside them), the driver
 (Ray Data's executor) and Ray's other processes (GCS, raylet, agents, Ray Data's
 actors); ``vidgen_read_workers_over_pyav_per_cpu_second`` is the per-CPU ratio
 with the driver and those daemons left out.
 
-    .venv/bin/python bench/ingest.py [--data /tmp/vidgen-bench-ingest] [--repeats 3] [--scale 10]
+    .venv/bin/python bench/ingest.py [--data /tmp/vidgen-bench-ingest] [--repeats 5] [--scale 10]
 
 ``--scale K`` runs on K hard-linked copies of the set (K x the frames, no extra
 disk), the size at which Ray's fixed costs per run have faded.
@@ -59,10 +62,11 @@ from vidgen_core.data.schema import PARQUET_WRITE_OPTIONS, clip_schema  # noqa: 
 from vidgen_core.video.decode import probe, scaled_size  # noqa: E402
 from vidgen_core.video.synth import generate_dataset  # noqa: E402
 
-from harness import MIN_REPEATS, LoadWatch, median  # noqa: E402  (bench/harness.py)
+from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict, median  # noqa: E402  (bench/harness.py)
 
 SIZE = 128
 CLIP_LEN = 16
+GOAL = 0.9  # vidgen over bare PyAV, wall and per CPU-second (issue 14)
 _SWS_THREADS = 1  # swscale threads of the PyAV contenders (--sws-threads; set before the pools fork)
 
 
@@ -248,7 +252,7 @@ def main() -> None:
     ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "vidgen-bench-ingest"))
     ap.add_argument("--hd-files", type=int, default=8)
     ap.add_argument("--hd-seconds", type=float, default=40.0)
-    ap.add_argument("--repeats", type=int, default=MIN_REPEATS, help="alternating pyav/vidgen runs; medians reported")
+    ap.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="alternating pyav/vidgen runs; medians reported")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--scale", type=int, default=1, help="run on this many hard-linked copies of the set")
     ap.add_argument("--sws-threads", type=int, default=1,
@@ -327,7 +331,7 @@ def main() -> None:
         "pyav_frames_per_s": round(fps["pyav"], 1),
         "vidgen_frames_per_s": round(fps["vidgen"], 1),
         "vidgen_over_pyav": round(fps["vidgen"] / fps["pyav"], 3),
-        "goal": 0.9,
+        "goal": GOAL,
         # Frames per CPU second (all processes of each contender, Ray's own included): the
         # same ratio with the other users of a shared machine taken out.
         "vidgen_over_pyav_per_cpu_second": round(cpu_best["pyav"] / cpu_best["vidgen"], 3),
@@ -347,6 +351,18 @@ def main() -> None:
     if "ray_read_videos" in fps:
         summary["ray_read_videos_frames_per_s"] = round(fps["ray_read_videos"], 1)
         summary["vidgen_over_ray_read_videos"] = round(fps["vidgen"] / fps["ray_read_videos"], 3)
+    # The goal judged per repeat (vidgen against the PyAV run just before it), on the median's interval:
+    # identical work moves by 15-25 % between runs on a noisy VM, more than the goal's margin.
+    verdicts = {
+        "wall": goal_verdict([p / v for p, v in zip(times["pyav"], times["vidgen"])], GOAL,
+                             "vidgen / bare PyAV, wall, paired by repeat"),
+        "per_cpu_second": goal_verdict([p / v for p, v in zip(cpus["pyav"], cpus["vidgen"])], GOAL,
+                                       "vidgen / bare PyAV, per CPU-second, paired by repeat"),
+    }
+    for v in verdicts.values():
+        print(v["goal_words"], flush=True)
+    summary["goal_verdicts"] = {k: {f: v[f] for f in ("interval", "interval_coverage", "goal_verdict")}
+                                for k, v in verdicts.items()}
     summary.update({"repeats": args.repeats, "statistic": "median", **watch.fields(), "verdict": watch.verdict()})
     print(json.dumps(summary), flush=True)
 

@@ -13,11 +13,13 @@ After one untimed plain run (a fresh process's first run pays for growing
 its heap), runs alternate plain, Ray, plain, Ray, ..., plain (``--repeats``
 Ray runs); each Ray run is compared with the mean of the plain runs on either
 side of it, which cancels drift from other load on a shared machine, and the
-summary gives the median of those ratios. Ray workers are started at nice 0
+summary gives the median of those ratios, its distribution-free interval
+(the 5 default runs' min to max cover the true median with 94 %) and whether
+the goal is met, not met, or undecided by these runs (``goal_verdict``). Ray workers are started at nice 0
 like the plain loop (Ray's default is 15, which on a shared machine hands the
 CPU to every other job).
 
-    .venv/bin/python bench/train.py [--threads 1] [--workers 1] [--steps 60] [--repeats 3] [--ray-worker-niceness 0]
+    .venv/bin/python bench/train.py [--threads 1] [--workers 1] [--steps 60] [--repeats 5] [--ray-worker-niceness 0]
 
 With ``--workers N`` the Ray run is N DDP workers of ``threads`` CPUs each on
 batch 8/N apiece, and the plain loop runs the same global batch of 8 on
@@ -27,7 +29,7 @@ A third contender then runs the same loop in N plain torch DDP processes (gloo o
 is what Ray Train itself costs, plain DDP over the one process is what DDP costs.
 The DDP contender checks that its ranks end with the same weights.
 
-Prints one JSON line per run and one summary line with the ratio (goal ≥ 0.97).
+Prints one JSON line per run, the goal verdicts in words, and one summary line (goal ≥ 0.97).
 """
 
 from __future__ import annotations
@@ -49,11 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vidgen_core.config import PipelineConfig  # noqa: E402
 
-from harness import LoadWatch  # noqa: E402  (bench/harness.py)
+from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict  # noqa: E402  (bench/harness.py)
 from vidgen_core.train.fit_vae import fit_vae  # noqa: E402
 
 CLIP_LEN, SIZE, NUM_CLIPS = 8, 32, 64
 WARMUP_STEPS = 100  # the untimed plain run before the timed ones
+GOAL = 0.97  # Ray Train's step rate over the plain loop's (issue 14)
 
 
 def clips(n: int, seed: int = 0) -> np.ndarray:
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads in both runs (= Ray worker CPUs)")
     p.add_argument("--workers", type=int, default=1, help="Ray Train DDP workers (the plain loop gets their CPUs)")
     p.add_argument("--steps", type=int, default=60, help="steps per run; windows of 10, the first is warm-up")
-    p.add_argument("--repeats", type=int, default=3, help="Ray runs, each between two plain runs")
+    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="Ray runs, each between two plain runs")
     p.add_argument("--ray-worker-niceness", type=int, default=0, help="nice of Ray's workers (Ray's default: 15)")
     args = p.parse_args(argv)
     import ray
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"SUMMARY train: plain fit {mean_rate(plain):.2f} steps/s, Ray Train {mean_rate(rays):.2f} steps/s (means over "
-        f"{len(plain)} plain / {len(rays)} Ray runs); ratio ray/plain {listed(ratios)} (goal >= 0.97); CPU-time ratio "
+        f"{len(plain)} plain / {len(rays)} Ray runs); ratio ray/plain {listed(ratios)} (goal >= {GOAL}); CPU-time ratio "
         f"(plain CPU s/step over Ray's) median {float(np.median(cpu_ratios)):.3f}{ddp_words}; threads "
         f"plain={plain[0]['torch_threads']} ray={args.workers}x{rays[0]['torch_threads']}; nice plain={plain[0]['niceness']} "
         f"ray={rays[0]['niceness']}; load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
@@ -295,7 +298,16 @@ def main(argv: list[str] | None = None) -> None:
     if ddp:
         summary["ratio_ray_over_plain_ddp_median"] = round(float(np.median(ddp_ratios)), 3)
         summary["cpu_ratio_vs_plain_ddp_median"] = round(float(np.median(ddp_cpu_ratios)), 3)
-    print(json.dumps({**summary, "goal": 0.97, "repeats": len(rays), **watch.fields(), "verdict": watch.verdict()}), flush=True)
+    # The goal judged on each median's interval, not on the median alone: single runs on a noisy VM
+    # range over 15-25 %, so a median a few per cent from the goal can fall on either side of it.
+    verdicts = {"ray_over_plain": goal_verdict(ratios, GOAL, "Ray Train / plain loop, step rate")}
+    if ddp:
+        verdicts["ray_over_plain_ddp"] = goal_verdict(ddp_ratios, GOAL, "Ray Train / plain DDP, step rate")
+    for v in verdicts.values():
+        print(v["goal_words"], flush=True)
+    print(json.dumps({**summary, "goal": GOAL, "goal_verdicts": {k: {f: v[f] for f in ("interval", "interval_coverage", "goal_verdict")}
+                                                                   for k, v in verdicts.items()},
+                      "repeats": len(rays), **watch.fields(), "verdict": watch.verdict()}), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -106,3 +106,29 @@ def test_cpu_used_outside_the_bench_is_flagged_and_its_own_is_not(harness):
     assert moved >= 0.8 * busy_cpu, (moved, busy_cpu)
     assert foreign.busy and foreign.fields()["busy"] is True and foreign.verdict().startswith("BUSY: processes outside")
     assert foreign.fields()["others_cpu_max"] == round(foreign.others_cpu, 2)
+
+
+def test_median_interval_widens_to_keep_its_coverage(harness):
+    # 5 runs: only (min, max) covers the median with >= 90 % (1 - 2/32 = 93.75 %).
+    assert harness.median_interval([5.0, 1.0, 3.0, 2.0, 4.0]) == (1.0, 5.0, 0.9375)
+    # 9 runs: the 2nd smallest and 2nd largest (1 - 2·10/512 = 96.1 %); the 3rd pair would give 82 %.
+    low, high, cov = harness.median_interval(range(1, 10))
+    assert (low, high) == (2, 8) and cov == pytest.approx(1 - 20 / 512)
+    # 3 runs cannot reach 90 %: (min, max) and the 75 % they give, for the caller to show.
+    assert harness.median_interval([1.0, 2.0, 3.0]) == (1.0, 3.0, 0.75)
+    with pytest.raises(ValueError):
+        harness.median_interval([])
+
+
+def test_goal_verdict_says_undecided_when_the_interval_spans_the_goal(harness):
+    met = harness.goal_verdict([0.98, 1.01, 0.99, 1.05, 0.975], 0.97, "ray/plain")
+    assert met["goal_verdict"] == "met" and met["interval"] == [0.975, 1.05]
+    missed = harness.goal_verdict([0.90, 0.91, 0.88, 0.93, 0.92], 0.97, "ray/plain")
+    assert missed["goal_verdict"] == "not met" and "NOT MET" in missed["goal_words"]
+    # A median above the goal with one run below it: the runs cannot tell.
+    split = harness.goal_verdict([0.95, 0.99, 1.00, 0.98, 1.02], 0.97, "ray/plain")
+    assert split["goal_verdict"] == "undecided" and "cannot tell" in split["goal_words"]
+    # 3 runs all above the goal still decide nothing: (min, max) covers the median only 75 % of the time.
+    few = harness.goal_verdict([1.0, 1.1, 1.2], 0.97, "ray/plain")
+    assert few["goal_verdict"] == "undecided" and few["interval_coverage"] == 0.75
+    assert "too few runs" in few["goal_words"]
