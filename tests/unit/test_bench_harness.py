@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing as mp
 import os
 import resource
@@ -11,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
-HARNESS = Path(__file__).resolve().parents[2] / "bench" / "harness.py"
 
-
-@pytest.fixture(scope="module")
-def harness():
-    spec = importlib.util.spec_from_file_location("bench_harness", HARNESS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def harness(import_bench):
+    return import_bench("harness")
 
 
 def test_threshold_is_per_core(harness):
@@ -132,3 +126,4 @@ def test_goal_verdict_says_undecided_when_the_interval_spans_the_goal(harness):
     few = harness.goal_verdict([1.0, 1.1, 1.2], 0.97, "ray/plain")
     assert few["goal_verdict"] == "undecided" and few["interval_coverage"] == 0.75
     assert "too few runs" in few["goal_words"]
+
