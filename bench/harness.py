@@ -27,6 +27,7 @@ Standard library only: the GPU bench imports it on a bare box.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import statistics
@@ -261,6 +262,22 @@ def alternate(contenders: dict[str, Callable[[], dict[str, Any]]], repeats: int 
 
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
+
+
+def repeats_arg(text: str) -> int:
+    """The ``--repeats`` of a bench (an argparse ``type``): a whole number of at least 1.
+
+    Anything else is refused by argparse in one line and exit status 2, before the bench starts Ray
+    or touches its data.
+    """
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be at least 1 (got {n}); {DEFAULT_REPEATS} or more give the goal verdict a 90 % interval")
+    return n
 
 
 def median_interval(values: Iterable[float], coverage: float = INTERVAL_COVERAGE) -> tuple[float, float, float]:

@@ -63,7 +63,7 @@ from vidgen_core.data.schema import PARQUET_WRITE_OPTIONS, clip_schema  # noqa: 
 from vidgen_core.video.decode import probe, scaled_size  # noqa: E402
 from vidgen_core.video.synth import generate_dataset  # noqa: E402
 
-from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict, median  # noqa: E402  (bench/harness.py)
+from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict, median, repeats_arg  # noqa: E402  (bench/harness.py)
 
 SIZE = 128
 CLIP_LEN = 16
@@ -253,7 +253,7 @@ def main() -> None:
     ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "vidgen-bench-ingest"))
     ap.add_argument("--hd-files", type=int, default=8)
     ap.add_argument("--hd-seconds", type=float, default=40.0)
-    ap.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="alternating pyav/vidgen runs; medians reported")
+    ap.add_argument("--repeats", type=repeats_arg, default=DEFAULT_REPEATS, help="alternating pyav/vidgen runs; medians reported")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--scale", type=int, default=1, help="run on this many hard-linked copies of the set")
     ap.add_argument("--sws-threads", type=int, default=1,

@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vidgen_core.config import PipelineConfig  # noqa: E402
 
-from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict  # noqa: E402  (bench/harness.py)
+from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict, repeats_arg  # noqa: E402  (bench/harness.py)
 from vidgen_core.train.fit_vae import fit_vae  # noqa: E402
 
 CLIP_LEN, SIZE, NUM_CLIPS = 8, 32, 64
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads in both runs (= Ray worker CPUs)")
     p.add_argument("--workers", type=int, default=1, help="Ray Train DDP workers (the plain loop gets their CPUs)")
     p.add_argument("--steps", type=int, default=60, help="steps per run; windows of 10, the first is warm-up")
-    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="Ray runs, each between two plain runs")
+    p.add_argument("--repeats", type=repeats_arg, default=DEFAULT_REPEATS, help="Ray runs, each between two plain runs")
     p.add_argument("--ray-worker-niceness", type=int, default=0, help="nice of Ray's workers (Ray's default: 15)")
     args = p.parse_args(argv)
     import ray

@@ -43,3 +43,13 @@ def test_a_real_ingest_charges_the_decoding_to_the_read_workers(bench_ingest, ra
     assert any(role == "read_workers" for role, _ in after.values()), sorted({r for r, _ in after.values()})
     used = bench_ingest.cpu_by_role(before, after)
     assert used["read_workers"] > 0, used
+
+
+def test_a_bad_repeats_stops_the_bench_before_it_makes_data(bench_ingest, monkeypatch, capsys, tmp_path):
+    data = tmp_path / "bench-data"
+    monkeypatch.setattr("sys.argv", ["ingest.py", "--repeats", "0", "--data", str(data)])
+    with pytest.raises(SystemExit) as stop:
+        bench_ingest.main()
+    assert stop.value.code == 2
+    assert "argument --repeats: must be at least 1 (got 0)" in capsys.readouterr().err
+    assert not data.exists()  # refused before any video was generated

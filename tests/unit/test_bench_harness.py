@@ -127,3 +127,11 @@ def test_goal_verdict_says_undecided_when_the_interval_spans_the_goal(harness):
     assert few["goal_verdict"] == "undecided" and few["interval_coverage"] == 0.75
     assert "too few runs" in few["goal_words"]
 
+
+def test_repeats_arg_accepts_whole_numbers_from_one(harness):
+    import argparse
+
+    assert harness.repeats_arg("1") == 1 and harness.repeats_arg("9") == 9
+    for bad in ("0", "-1", "2.5", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            harness.repeats_arg(bad)

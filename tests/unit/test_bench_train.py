@@ -26,3 +26,13 @@ def test_a_plain_ddp_rank_that_dies_stops_the_bench_with_one_line(bench_train):
     one_channel = bench_train.clips(32)[..., :1]  # the VAE wants 3 colour channels: both ranks fail in forward
     with pytest.raises(SystemExit, match=r"a plain DDP rank failed \(exit codes \["):
         bench_train.run_plain_ddp(cfg, one_channel, threads=1)
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "five"])
+def test_a_bad_repeats_stops_the_bench_with_one_line_before_it_starts(bench_train, capsys, bad):
+    with pytest.raises(SystemExit) as stop:
+        bench_train.main(["--repeats", bad])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error: argument --repeats:" in error
+    assert ("must be at least 1" in error) if bad != "five" else ("is not a whole number" in error)
