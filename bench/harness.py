@@ -33,7 +33,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 BUSY_LOAD_PER_CORE = 0.5  # above this, other work shares the CPU noticeably
@@ -262,6 +262,18 @@ def alternate(contenders: dict[str, Callable[[], dict[str, Any]]], repeats: int 
 
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
+
+
+def neighbour_ratios(baseline: Sequence[float], contender: Sequence[float]) -> list[float]:
+    """Contender run i against the mean of baseline runs i and i + 1, the ones either side of it.
+
+    For times or CPU seconds (lower is better), so > 1 means the contender did better. Runs
+    alternate B, C, B, C, ..., B: ``baseline`` holds one run more than ``contender``. Drift in
+    the machine's speed between repeats hits both sides of each ratio alike.
+    """
+    if len(baseline) != len(contender) + 1:
+        raise ValueError(f"need one baseline run more than contender runs, got {len(baseline)} and {len(contender)}")
+    return [(before + after) / 2 / c for before, after, c in zip(baseline, baseline[1:], contender)]
 
 
 def repeats_arg(text: str) -> int:

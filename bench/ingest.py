@@ -63,7 +63,7 @@ from vidgen_core.data.schema import PARQUET_WRITE_OPTIONS, clip_schema  # noqa: 
 from vidgen_core.video.decode import probe, scaled_size  # noqa: E402
 from vidgen_core.video.synth import generate_dataset  # noqa: E402
 
-from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict, median, repeats_arg  # noqa: E402  (bench/harness.py)
+from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict, median, neighbour_ratios, repeats_arg  # noqa: E402  (bench/harness.py)
 
 SIZE = 128
 CLIP_LEN = 16
@@ -335,12 +335,9 @@ def main() -> None:
 
     fps = {k: total / v for k, v in best.items()}
 
-    def paired(pyav: list[float], closing: float, vidgen: list[float]) -> list[float]:
-        """Each vidgen figure against the mean of the PyAV figures on either side of it (> 1: vidgen is better)."""
-        return [(a + b) / 2 / v for a, b, v in zip(pyav, [*pyav[1:], closing], vidgen)]
-
-    paired_wall = paired(times["pyav"], closing_t, times["vidgen"])
-    paired_cpu = paired(cpus["pyav"], closing_cpu, cpus["vidgen"])
+    # Each vidgen run against the mean of the PyAV runs on either side of it (> 1: vidgen is better).
+    paired_wall = neighbour_ratios([*times["pyav"], closing_t], times["vidgen"])
+    paired_cpu = neighbour_ratios([*cpus["pyav"], closing_cpu], cpus["vidgen"])
     summary = {
         "summary": "ingest",
         "pyav_frames_per_s": round(fps["pyav"], 1),

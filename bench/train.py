@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vidgen_core.config import PipelineConfig  # noqa: E402
 
-from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict, repeats_arg  # noqa: E402  (bench/harness.py)
+from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict, neighbour_ratios, repeats_arg  # noqa: E402  (bench/harness.py)
 from vidgen_core.train.fit_vae import fit_vae  # noqa: E402
 
 CLIP_LEN, SIZE, NUM_CLIPS = 8, 32, 64
@@ -257,19 +257,16 @@ def main(argv: list[str] | None = None) -> None:
     ray.shutdown()
     watch.__exit__()
 
-    def neighbours(runs: list[dict[str, Any]], i: int, key: str, r: dict[str, Any]) -> float:
-        """The mean of the runs on either side of Ray run i, over Ray's figure (> 1: Ray is faster)."""
-        return (runs[i][key] + runs[i + 1][key]) / 2 / r[key]
+    def versus(runs: list[dict[str, Any]], key: str) -> list[float]:
+        """Each Ray run's ``key`` against the mean of the ``runs`` on either side of it (> 1: Ray is faster)."""
+        return neighbour_ratios([x[key] for x in runs], [r[key] for r in rays])
 
-    ratios, cpu_ratios, ddp_ratios, ddp_cpu_ratios = [], [], [], []
+    ratios, cpu_ratios = versus(plain, "step_time_s"), versus(plain, "cpu_s_per_step")
+    ddp_ratios, ddp_cpu_ratios = (versus(ddps, "step_time_s"), versus(ddps, "cpu_s_per_step")) if ddp else ([], [])
     for i, r in enumerate(rays):
-        ratios.append(neighbours(plain, i, "step_time_s", r))
-        cpu_ratios.append(neighbours(plain, i, "cpu_s_per_step", r))
-        r["ratio_vs_neighbouring_plain"], r["cpu_ratio_vs_neighbouring_plain"] = ratios[-1], cpu_ratios[-1]
+        r["ratio_vs_neighbouring_plain"], r["cpu_ratio_vs_neighbouring_plain"] = ratios[i], cpu_ratios[i]
         if ddp:
-            ddp_ratios.append(neighbours(ddps, i, "step_time_s", r))
-            ddp_cpu_ratios.append(neighbours(ddps, i, "cpu_s_per_step", r))
-            r["ratio_vs_neighbouring_plain_ddp"], r["cpu_ratio_vs_neighbouring_plain_ddp"] = ddp_ratios[-1], ddp_cpu_ratios[-1]
+            r["ratio_vs_neighbouring_plain_ddp"], r["cpu_ratio_vs_neighbouring_plain_ddp"] = ddp_ratios[i], ddp_cpu_ratios[i]
     order = [x for triple in zip(plain, ddps or [None] * len(plain), rays + [None]) for x in triple if x is not None]
     for r in order:
         print(json.dumps({**info, **r, "steps_per_s": 1.0 / r["step_time_s"], **watch.fields()}), flush=True)

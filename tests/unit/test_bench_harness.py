@@ -135,3 +135,10 @@ def test_repeats_arg_accepts_whole_numbers_from_one(harness):
     for bad in ("0", "-1", "2.5", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
             harness.repeats_arg(bad)
+
+
+def test_neighbour_ratios_judge_each_run_against_the_baselines_either_side(harness):
+    # Baseline 10, 12, 14 s around contender runs of 11 and 14 s: 11/11 and 13/14.
+    assert harness.neighbour_ratios([10.0, 12.0, 14.0], [11.0, 14.0]) == pytest.approx([1.0, 13 / 14])
+    with pytest.raises(ValueError, match="one baseline run more"):
+        harness.neighbour_ratios([10.0, 12.0], [11.0, 14.0])
