@@ -15,11 +15,11 @@ Ray runs); each Ray run is compared with the mean of the plain runs on either
 side of it, which cancels drift from other load on a shared machine, and the
 summary gives the median of those ratios, its distribution-free interval
 (the 5 default runs' min to max cover the true median with 94 %) and whether
-the goal is met, not met, or undecided by these runs (``goal_verdict``). Ray workers are started at nice 0
-like the plain loop (Ray's default is 15, which on a shared machine hands the
-CPU to every other job).
+the goal is met, not met, or undecided by these runs (``goal_verdict``). The Ray Train ranks run at
+nice 0 like the plain loop (``train_vae.worker_niceness=0``; vidgen's default leaves them at Ray's
+15); Ray's helper actors keep Ray's nice 15, as they do in vidgen's runs.
 
-    .venv/bin/python bench/train.py [--threads 1] [--workers 1] [--steps 60] [--repeats 5] [--ray-worker-niceness 0]
+    .venv/bin/python bench/train.py [--threads 1] [--workers 1] [--steps 60] [--repeats 5] [--rank-niceness 0]
 
 With ``--workers N`` the Ray run is N DDP workers of ``threads`` CPUs each on
 batch 8/N apiece, and the plain loop runs the same global batch of 8 on
@@ -74,8 +74,8 @@ def clips(n: int, seed: int = 0) -> np.ndarray:
 GLOBAL_BATCH = 8
 
 
-def config(steps: int, threads: int, workers: int = 1) -> PipelineConfig:
-    """The Ray run's config: ``workers`` DDP workers of ``threads`` CPUs, GLOBAL_BATCH / workers clips each."""
+def config(steps: int, threads: int, workers: int = 1, niceness: int = 0) -> PipelineConfig:
+    """The Ray run's config: ``workers`` DDP workers of ``threads`` CPUs at nice ``niceness``, GLOBAL_BATCH / workers clips each."""
     if GLOBAL_BATCH % workers:
         raise SystemExit(f"--workers must divide the global batch of {GLOBAL_BATCH}")
     return PipelineConfig.model_validate({
@@ -84,6 +84,7 @@ def config(steps: int, threads: int, workers: int = 1) -> PipelineConfig:
         "train_vae": {
             "steps": steps, "batch_size": GLOBAL_BATCH // workers, "lr": 1e-3, "log_every": 10,
             "checkpoint_every": 10**6, "num_workers": workers, "cpus_per_worker": float(threads), "max_failures": 0,
+            "worker_niceness": niceness,
         },
     })
 
@@ -223,17 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="Ray Train DDP workers (the plain loop gets their CPUs)")
     p.add_argument("--steps", type=int, default=60, help="steps per run; windows of 10, the first is warm-up")
     p.add_argument("--repeats", type=repeats_arg, default=DEFAULT_REPEATS, help="Ray runs, each between two plain runs")
-    p.add_argument("--ray-worker-niceness", type=int, default=0, help="nice of Ray's workers (Ray's default: 15)")
+    p.add_argument("--rank-niceness", type=int, default=0, choices=range(20), metavar="0..19",
+                   help="nice of the Ray Train ranks (train_vae.worker_niceness; Ray's helpers keep 15)")
     args = p.parse_args(argv)
     import ray
 
-    # Ray starts its workers at nice 15 so that its own daemons stay responsive; the plain
-    # loop runs at nice 0. On a machine shared with other jobs that alone costs the Ray
-    # worker wall time (it yields the CPU to everyone else), so both run at nice 0 here.
-    os.environ["RAY_worker_niceness"] = str(args.ray_worker_niceness)
     cpus = args.threads * args.workers
     ray.init(address="local", num_cpus=cpus + 1, include_dashboard=False, log_to_driver=False)
-    cfg, data = config(args.steps, args.threads, args.workers), clips(NUM_CLIPS)
+    cfg, data = config(args.steps, args.threads, args.workers, args.rank_niceness), clips(NUM_CLIPS)
     info = {"bench": "train", "model": "vae base16 mult[1,2] 2x4x4", "clip": [CLIP_LEN, SIZE, SIZE],
             "batch": GLOBAL_BATCH, "steps": args.steps, "threads": args.threads, "workers": args.workers,
             "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}

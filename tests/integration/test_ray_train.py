@@ -117,12 +117,14 @@ def test_train_vae_resumes_from_checkpoint_with_ddp(workspace, vae_run, ray_clus
     accumulation and the patch discriminator switched on at step 5 (a fresh one: the checkpoint has none)."""
     from vidgen_core.train.ray_train import train_vae_ray
 
-    cfg = _config(steps=6, num_workers=2, grad_accum=2, adv_weight=0.1, adv_start_step=4, adv_disc_channels=8)
+    cfg = _config(steps=6, num_workers=2, grad_accum=2, adv_weight=0.1, adv_start_step=4, adv_disc_channels=8,
+                  worker_niceness=3)
     out = train_vae_ray(
         cfg, workspace["shards"], str(workspace["root"] / "vae6"),
         str(workspace["root"] / "ray"), "vae-run", None, None, dataset=_dataset(ray_cluster),
     )
     assert out["start_step"] == 4 and out["steps"] == 6 and math.isfinite(out["final_loss"])
+    assert out["niceness"] == 3  # the ranks' runtime env carried the configured nice value
     assert out["checkpoint"].endswith("checkpoint_00000006")
     assert (Path(out["model_dir"]) / "weights.safetensors").is_file()
     assert math.isfinite(out["metrics"]["loss_d"]) and math.isfinite(out["metrics"]["adv_g"])

@@ -180,6 +180,15 @@ def discard_unreadable_snapshot(run_dir: str) -> str | None:
     return aside
 
 
+def worker_runtime_env(train_cfg: TrainConfig) -> dict[str, Any]:
+    """The training workers' runtime env: their own nice value when ``worker_niceness`` is set."""
+    if train_cfg.worker_niceness is None:
+        return {}
+    # Each Ray worker process applies RAY_worker_niceness to itself at start-up (Ray's job
+    # supervisor gets nice 0 the same way), so only the ranks change, not Ray's helper actors.
+    return {"env_vars": {"RAY_worker_niceness": str(train_cfg.worker_niceness)}}
+
+
 def run_trainer(
     worker: Callable[[dict], dict],
     cfg: PipelineConfig,
@@ -221,6 +230,7 @@ def run_trainer(
             name=run_name,
             failure_config=FailureConfig(max_failures=train_cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.checkpoint_keep),
+            worker_runtime_env=worker_runtime_env(train_cfg),
         ),
         datasets={"train": dataset},
         dataset_config=data_config,

@@ -139,5 +139,5 @@ def summary(train_cfg: TrainConfig, state: Any, tracker: Rank0Tracker, out_dir: 
         "steady_cpu_s_per_step": tracker.steady_cpu_per_step(),
         "torch_threads": torch.get_num_threads(),
         "numerics": numerics,  # what precision/memory_format "auto" became on this worker's device
-        "niceness": os.nice(0),  # Ray starts workers at nice 15 (RAY_worker_niceness) unless told otherwise
+        "niceness": os.nice(0),  # train_*.worker_niceness; None: Ray's worker niceness (15 unless RAY_worker_niceness)
     }
