@@ -49,7 +49,7 @@ TRAIN = dict(
     grad_accum=1, grad_clip=1.0, lr_schedule="constant", warmup_steps=0, min_lr_ratio=0.1, precision="auto",
     memory_format="auto", compile=False, checkpoint_keep=2, max_failures=0, sample_every=0,
     data_order="streaming", prefetch_batches=2, epoch_cache_mb=1024, adv_weight=0.0, adv_start_step=0,
-    adv_disc_channels=32, augment=[], shuffle_buffer=0, torch_threads=None,
+    adv_disc_channels=32, augment=[], shuffle_buffer=0, torch_threads=None, worker_niceness=None,
 )
 VAE = dict(base_channels=64, channel_mult=[1, 2, 4, 4], latent_channels=8, temporal_downsample=4,
            spatial_downsample=8, num_res_blocks=1, causal=False, patch_size=1, colour_weight=2.5, norm="none")
