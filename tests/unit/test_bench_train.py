@@ -36,3 +36,15 @@ def test_a_bad_repeats_stops_the_bench_with_one_line_before_it_starts(bench_trai
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "error: argument --repeats:" in error
     assert ("must be at least 1" in error) if bad != "five" else ("is not a whole number" in error)
+
+
+def test_a_rank_niceness_outside_0_to_19_stops_the_bench_before_it_starts(bench_train, capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench_train.main(["--rank-niceness", "25"])
+    assert stop.value.code == 2
+    assert "error: argument --rank-niceness: invalid choice: 25" in capsys.readouterr().err
+
+
+def test_the_rank_niceness_reaches_the_ray_runs_config(bench_train):
+    assert bench_train.config(20, 1, 2).train_vae.worker_niceness == 0  # the bench's default: ranks level with plain
+    assert bench_train.config(20, 1, 2, niceness=7).train_vae.worker_niceness == 7
