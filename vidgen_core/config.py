@@ -242,6 +242,11 @@ class _ScalingSettings(_Section):
     # step rate, and in one pair of default-recipe runs train_vae took 80 s, not 110 (bench/RESULTS.md). Not the
     # default: there the judge, a nice-15 step beside the VAE, then waits and becomes the critical path.
     worker_niceness: int | None = Field(None, ge=0, le=19)
+    # Each worker's malloc keeps the memory a step frees for the next step (glibc mallopt; see
+    # vidgen_core/train/allocator.py). Handing it back to the kernel cost the default recipe's VAE
+    # ~850 page faults and ~1.2 ms of kernel CPU a step of ~27 ms; with it: 0 faults, the same peak
+    # RSS, the step median 26.7 -> 24.9 ms (bench/RESULTS.md). False keeps glibc's defaults.
+    keep_freed_memory: bool = True
 
 
 class _CheckpointSettings(_Section):
@@ -367,6 +372,9 @@ class JudgeConfig(_Section):
     # features (Fréchet distance, precision/recall) the first one's. One judge's verdict on the same
     # GAN samples moved 0.81-0.90 with its seed alone (bench/RESULTS.md, stop 37). ~35 s of CPU each.
     ensemble: int = Field(3, ge=1, le=16)
+    # As train_vae.keep_freed_memory: the train_judge step's malloc keeps what a step frees. Kernel
+    # time per judge step fell from 5-9 ms to ~1 ms (3,300-4,300 page faults to ~300; bench/RESULTS.md).
+    keep_freed_memory: bool = True
 
     @model_validator(mode="after")
     def _zoom(self) -> "JudgeConfig":

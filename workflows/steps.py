@@ -182,6 +182,10 @@ def train_judge(cfg: PipelineConfig, inputs: dict[str, Any], ctx: StepContext) -
         reason = "the clips are not labelled with at least two classes: GAN figures use VAE-encoder features"
         ctx.client().set_tag(ctx.run_id, "vidgen.judge", reason)
         return {"judge_dir": None, "reason": reason}
+    if cfg.judge.keep_freed_memory:
+        from vidgen_core.train.allocator import keep_freed_memory
+
+        keep_freed_memory()  # this step's task is a process of its own (max_calls=1)
     result = fit_judge(train[0], train[1], len(names), cfg.judge, test=test if len(test[0]) else None, names=names)
     judge_dir = os.path.join(ctx.out_dir, "judge")
     model_config = {"width": cfg.judge.width, "standardise": cfg.judge.standardise, "members": cfg.judge.ensemble}

@@ -125,6 +125,7 @@ def test_train_vae_resumes_from_checkpoint_with_ddp(workspace, vae_run, ray_clus
     )
     assert out["start_step"] == 4 and out["steps"] == 6 and math.isfinite(out["final_loss"])
     assert out["niceness"] == 3  # the ranks' runtime env carried the configured nice value
+    assert out["keeps_freed_memory"] is True  # train_vae.keep_freed_memory (default on) reached the rank's malloc
     assert out["checkpoint"].endswith("checkpoint_00000006")
     assert (Path(out["model_dir"]) / "weights.safetensors").is_file()
     assert math.isfinite(out["metrics"]["loss_d"]) and math.isfinite(out["metrics"]["adv_g"])

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vidgen_core.config import TrainConfig
+from vidgen_core.train.allocator import keeping_freed_memory
 from vidgen_core.train.ray_driver import JobArgs
 
 VIDEO_FPS = 8.0
@@ -140,4 +141,5 @@ def summary(train_cfg: TrainConfig, state: Any, tracker: Rank0Tracker, out_dir: 
         "torch_threads": torch.get_num_threads(),
         "numerics": numerics,  # what precision/memory_format "auto" became on this worker's device
         "niceness": os.nice(0),  # train_*.worker_niceness; None: Ray's worker niceness (15 unless RAY_worker_niceness)
+        "keeps_freed_memory": keeping_freed_memory(),  # train_*.keep_freed_memory, where glibc took it
     }

@@ -73,7 +73,7 @@ def gan_worker(config: dict) -> dict[str, Any]:
     from vidgen_core.train.precision import maybe_compile, resolve_numerics
 
     tc, pixel = cfg.train_gan, cfg.gan.space == "pixel"
-    wc = worker_context(tc.torch_threads)
+    wc = worker_context(tc.torch_threads, tc.keep_freed_memory)
     numerics = resolve_numerics(tc, wc.device)
     vae, _ = load_model(args.vae_dir, device=wc.device) if (args.vae_dir and not pixel) else (None, None)
     state, unregistered = resume_state(wc.device, args.run_dir)

@@ -73,7 +73,7 @@ def vae_worker(config: dict) -> dict[str, Any]:
     from vidgen_core.train.precision import maybe_compile, resolve_numerics
 
     tc = cfg.train_vae
-    wc = worker_context(tc.torch_threads)
+    wc = worker_context(tc.torch_threads, tc.keep_freed_memory)
     numerics = resolve_numerics(tc, wc.device)
     torch.manual_seed(tc.seed)  # DDP broadcasts rank 0's initial weights anyway
     model = maybe_compile(ray.train.torch.prepare_model(numerics.prepare(VideoVAE(cfg.vae))), tc.compile)

@@ -29,14 +29,19 @@ class WorkerContext:
     device: torch.device
 
 
-def worker_context(torch_threads: int | None = None) -> WorkerContext:
+def worker_context(torch_threads: int | None = None, keep_freed_memory: bool = False) -> WorkerContext:
     """This worker's rank, world size and device; sets torch's thread count when ``torch_threads`` is given
-    (otherwise torch keeps the OMP_NUM_THREADS Ray derives from the worker's CPUs)."""
+    (otherwise torch keeps the OMP_NUM_THREADS Ray derives from the worker's CPUs), and makes its
+    malloc keep freed memory for reuse when ``keep_freed_memory`` (:mod:`vidgen_core.train.allocator`)."""
     import ray.train
     import ray.train.torch
 
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
+    if keep_freed_memory:
+        from vidgen_core.train.allocator import keep_freed_memory as keep
+
+        keep()  # a Train worker is a process of its own: this changes nothing outside the run
     ctx = ray.train.get_context()
     return WorkerContext(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
 
