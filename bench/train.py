@@ -17,7 +17,9 @@ summary gives the median of those ratios, its distribution-free interval
 (the 5 default runs' min to max cover the true median with 94 %) and whether
 the goal is met, not met, or undecided by these runs (``goal_verdict``). The Ray Train ranks run at
 nice 0 like the plain loop (``train_vae.worker_niceness=0``; vidgen's default leaves them at Ray's
-15); Ray's helper actors keep Ray's nice 15, as they do in vidgen's runs.
+15); Ray's helper actors keep Ray's nice 15, as they do in vidgen's runs. Every contender's
+malloc keeps freed memory for the next step, as vidgen's training workers do
+(``train_vae.keep_freed_memory``), so that setting moves no ratio.
 
     .venv/bin/python bench/train.py [--threads 1] [--workers 1] [--steps 60] [--repeats 5] [--rank-niceness 0]
 
@@ -52,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vidgen_core.config import PipelineConfig  # noqa: E402
 
 from harness import DEFAULT_REPEATS, LoadWatch, goal_verdict, neighbour_ratios, repeats_arg  # noqa: E402  (bench/harness.py)
+from vidgen_core.train.allocator import keep_freed_memory  # noqa: E402
 from vidgen_core.train.fit_vae import fit_vae  # noqa: E402
 
 CLIP_LEN, SIZE, NUM_CLIPS = 8, 32, 64
@@ -134,6 +137,8 @@ def timed_fit(cfg: PipelineConfig, clip_array: np.ndarray, model: torch.nn.Modul
 def run_plain(cfg: PipelineConfig, data: np.ndarray, threads: int) -> dict[str, Any]:
     """The plain loop on the Ray run's global batch, one process of ``threads`` torch threads."""
     torch.set_num_threads(threads)
+    if cfg.train_vae.keep_freed_memory:  # as the Ray run's workers do (train_vae.keep_freed_memory)
+        keep_freed_memory()
     cfg = cfg.model_copy(update={"train_vae": cfg.train_vae.model_copy(update={"batch_size": GLOBAL_BATCH, "num_workers": 1})})
     t0 = time.perf_counter()
     windows, clock = timed_fit(cfg, data)
@@ -150,6 +155,8 @@ def _ddp_rank(rank: int, world: int, port: int, cfg: PipelineConfig, data: np.nd
     from vidgen_core.train.precision import resolve_numerics
 
     torch.set_num_threads(threads)
+    if cfg.train_vae.keep_freed_memory:
+        keep_freed_memory()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     tc = cfg.train_vae

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vidgen_core.models.gan import LatentDiscriminator, build_generator  # noqa: E402
 from vidgen_core.models.vae import VideoVAE, frames_to_video  # noqa: E402
+from vidgen_core.train.allocator import keep_freed_memory  # noqa: E402
 from vidgen_core.train.fit_gan import encode_latents, fit_gan  # noqa: E402
 from vidgen_core.train.fit_vae import fit_vae, vae_generator_step  # noqa: E402
 from vidgen_core.train.gan_steps import discriminator_step, generator_step  # noqa: E402
@@ -50,6 +51,7 @@ TRAIN = dict(
     memory_format="auto", compile=False, checkpoint_keep=2, max_failures=0, sample_every=0,
     data_order="streaming", prefetch_batches=2, epoch_cache_mb=1024, adv_weight=0.0, adv_start_step=0,
     adv_disc_channels=32, augment=[], shuffle_buffer=0, torch_threads=None, worker_niceness=None,
+    keep_freed_memory=True,
 )
 VAE = dict(base_channels=64, channel_mult=[1, 2, 4, 4], latent_channels=8, temporal_downsample=4,
            spatial_downsample=8, num_res_blocks=1, causal=False, patch_size=1, colour_weight=2.5, norm="none")
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     vae_cfg = SimpleNamespace(**{**VAE, **shape.get("vae", {})})
     gan_cfg = SimpleNamespace(**{**GAN, **shape.get("gan", {})})
     numerics = resolve_numerics(train, device)
+    if train.keep_freed_memory:  # as vidgen's training workers do
+        keep_freed_memory()
     clip = shape["clip"]
     info = {"bench": "train_gpu", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch": torch.__version__, "clip": list(clip), "batch": batch, "dtype": str(numerics.dtype).replace("torch.", ""),
