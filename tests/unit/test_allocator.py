@@ -54,7 +54,7 @@ def _faults_per_step(mode: str) -> dict:
 def test_kept_memory_stops_the_page_faults_of_each_training_step() -> None:
     default, kept = _faults_per_step("default"), _faults_per_step("keep")
     assert kept["kept"] is True and default["kept"] is False
-    # glibc's defaults hand freed activations back and fault them in again every step (~6,000 on
+    # glibc's defaults hand freed activations back and fault them in again every step (~8,000 on
     # this VAE at 32x32); kept, the heap serves the next step from the same pages.
     assert default["faults_per_step"] > 200, default
     assert kept["faults_per_step"] < default["faults_per_step"] / 10, (default, kept)
@@ -74,3 +74,9 @@ def test_the_setting_is_on_by_default_and_a_worker_applies_it(monkeypatch: pytes
     assert calls == []  # off: glibc's defaults stay
     worker_context(keep_freed_memory=True)
     assert calls == [True]
+
+
+@pytest.mark.parametrize("section", ["train_vae", "train_gan", "judge"])
+def test_a_value_that_is_not_a_boolean_is_refused(section: str) -> None:
+    with pytest.raises(ValueError, match="keep_freed_memory"):
+        PipelineConfig.model_validate({section: {"keep_freed_memory": "maybe"}})

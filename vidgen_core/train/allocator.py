@@ -6,7 +6,7 @@ more than ``M_TRIM_THRESHOLD`` is free there, and serves blocks above its
 (dynamic) ``M_MMAP_THRESHOLD`` with fresh ``mmap`` calls. Either way the next
 step touches new pages, and the kernel faults each one in. For the bench's VAE
 on one CPU thread that was ~6,000 minor page faults and ~9 ms of kernel time a
-step of ~95 ms (bench/RESULTS.md, "Page faults").
+step of ~95 ms (bench/RESULTS.md, "Each step's freed memory, kept").
 
 With both thresholds fixed high, the heap keeps what a step freed and the next
 step reuses it: the faults go and the process's resident memory stays at its
@@ -28,6 +28,8 @@ _M_MMAP_THRESHOLD = -3
 # heap; freed heap memory is trimmed only beyond 1 GiB.
 MMAP_THRESHOLD_BYTES = 32 * 2**20
 TRIM_THRESHOLD_BYTES = 2**30
+
+_kept = False  # whether keep_freed_memory took effect in this process
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,9 +62,6 @@ def keep_freed_memory() -> bool:
         libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
     return _kept
-
-
-_kept = False
 
 
 def keeping_freed_memory() -> bool:

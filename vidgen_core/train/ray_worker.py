@@ -14,6 +14,7 @@ import torch
 
 from vidgen_core.config import TrainConfig
 from vidgen_core.errors import UserError
+from vidgen_core.train import allocator
 from vidgen_core.train.loop import EpochBatches, shuffled_batches
 
 
@@ -39,9 +40,7 @@ def worker_context(torch_threads: int | None = None, keep_freed_memory: bool = F
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
     if keep_freed_memory:
-        from vidgen_core.train.allocator import keep_freed_memory as keep
-
-        keep()  # a Train worker is a process of its own: this changes nothing outside the run
+        allocator.keep_freed_memory()  # a Train worker is a process of its own: this changes nothing outside the run
     ctx = ray.train.get_context()
     return WorkerContext(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
 
